@@ -1,0 +1,97 @@
+"""`brtun`: the command line.
+
+Exit status: 0 success, 1 a difference or failed check, 2 bad input
+(invalid config, unknown host, usage error), as `diff` and `grep` do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from flows.config import Config, InvalidConfig, load_config
+from flows.flow import render_flows
+from flows.model import build_bridge
+from flows.pipeline import build
+
+EXIT_OK = 0
+EXIT_DIFFERENT = 1
+EXIT_BAD_INPUT = 2
+
+DESCRIPTION = """\
+brtun reimplements OpenStack Neutron's tunnel bridge (br-tun) as an os-ken
+OpenFlow controller: each network's local VLAN <-> GRE/VXLAN/Geneve key,
+MAC learning in the switch, split-horizon flooding, l2population and the
+ARP responder, with Neutron's tables and flows.
+"""
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except InvalidConfig as error:
+        for problem in error.errors:
+            print(f"{path}: {problem}", file=sys.stderr)
+        count = len(error.errors)
+        print(f"{path}: {count} error{'s' if count != 1 else ''}; nothing applied", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{args.config}: valid ({len(config.networks)} networks, {len(config.hosts)} hosts)")
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if args.host is not None and args.host not in config.host_names:
+        print(f"brtun render: no host {args.host!r} in {args.config} "
+              f"(hosts: {', '.join(config.host_names)})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.host is not None:
+        sys.stdout.write(render_flows(build(build_bridge(config, args.host))))
+        return EXIT_OK
+    for name in config.host_names:
+        sys.stdout.write(f"# host {name}\n")
+        sys.stdout.write(render_flows(build(build_bridge(config, name))))
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="brtun", description=DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    check = commands.add_parser(
+        "check", help="validate a config; print every error (exit 0 valid, 2 invalid)",
+        description="Validate CONFIG and print every error at once, each with the path of "
+                    "the field and the reason. Exit status 0 when valid, 2 when not.")
+    check.add_argument("config", metavar="CONFIG", help="the brtun YAML config")
+    check.set_defaults(func=cmd_check)
+
+    render = commands.add_parser(
+        "render", help="print the flows each host's br-tun should hold",
+        description="Print each host's desired br-tun flows exactly as "
+                    "`ovs-ofctl -O OpenFlow13 --no-stats dump-flows br-tun` prints them, "
+                    "sorted by table, then descending priority, then text. Without --host, "
+                    "every host, each after a '# host NAME' line. Learned flows are not "
+                    "shown: the switch writes them.")
+    render.add_argument("config", metavar="CONFIG", help="the brtun YAML config")
+    render.add_argument("--host", metavar="NAME", help="only this host, without the header line")
+    render.set_defaults(func=cmd_render)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # `brtun render ... | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

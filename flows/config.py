@@ -1,0 +1,380 @@
+"""The brtun config: its values, and validation that reports every error at once.
+
+The YAML shape is a contract (README, "Config reference").  Validation
+never stops at the first problem: it collects each error with the path of
+the field and the reason, so one run of `brtun check` shows everything that
+must be fixed, and nothing is applied while any error remains.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flows import naming, yamlsource
+from flows.checker import Checker, ConfigError
+from flows.tables import TUNNEL_TYPES
+
+DEFAULT_COOKIE = 0x5E1EC7AB1E  # stable across restarts, so flows stay ours
+MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
+MAX_VLAN = 4094
+
+
+@dataclass(frozen=True)
+class Options:
+    l2_population: bool = False
+    arp_responder: bool = False
+    learn_hard_timeout: int = 300
+    dont_fragment: bool = True
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    type: str
+    segmentation_id: int
+
+
+@dataclass(frozen=True)
+class Port:
+    """A VM or service port (Neutron port) on a host's br-int."""
+
+    network: str
+    mac: str  # lower case, colon separated
+    ip: str | None = None
+    name: str | None = None  # br-int port name; otherwise matched by attached-mac
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    datapath_id: int
+    local_ip: str
+    tunnel_types: tuple[str, ...]
+    local_vlans: tuple[tuple[str, int], ...] = ()  # as configured; the rest are assigned
+    ofports: tuple[tuple[str, int], ...] = ()  # as configured; the rest follow the rule
+    ports: tuple[Port, ...] = ()
+
+    @property
+    def carried_networks(self) -> frozenset[str]:
+        """Neutron: a host carries a network when it has a port on it."""
+        return frozenset(port.network for port in self.ports)
+
+
+@dataclass(frozen=True)
+class Config:
+    cookie: int
+    options: Options
+    networks: tuple[Network, ...]
+    hosts: tuple[Host, ...]
+    testbed: Any = None
+
+    def network(self, name: str) -> Network:
+        for network in self.networks:
+            if network.name == name:
+                return network
+        raise KeyError(name)
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        return tuple(host.name for host in self.hosts)
+
+
+class InvalidConfig(ValueError):
+    """Raised with every error found; str() lists them one per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(error) for error in errors))
+        self.errors = tuple(errors)
+
+
+_TOP_KEYS = ("cookie", "options", "networks", "hosts", "testbed")
+_OPTION_KEYS = ("l2_population", "arp_responder", "learn_hard_timeout", "dont_fragment")
+_NETWORK_KEYS = ("type", "segmentation_id")
+_HOST_KEYS = ("datapath_id", "local_ip", "tunnel_types", "local_vlans", "ofports", "ports")
+_PORT_KEYS = ("network", "mac", "ip", "name")
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a config file; raise InvalidConfig listing every problem."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as error:
+        raise InvalidConfig([ConfigError(path, f"cannot read: {error.strerror}")]) from None
+    return parse_config(text)
+
+
+def parse_config(text: str) -> Config:
+    try:
+        source = yamlsource.load(text)
+    except yamlsource.YamlError as error:
+        raise InvalidConfig([ConfigError("(file)", str(error), error.line)]) from None
+    return validate(source)
+
+
+def validate(source: yamlsource.Source) -> Config:
+    check = Checker(source)
+    for path, line in source.duplicates:
+        check.error(path, "given twice (YAML would silently keep the last)", line=line)
+    top = check.mapping("", source.data, _TOP_KEYS, required=("networks", "hosts"))
+    if top is None:
+        raise InvalidConfig(check.errors)
+    cookie = DEFAULT_COOKIE
+    if "cookie" in top:
+        cookie = check.integer("cookie", top["cookie"], 1, 2**64 - 2, hex_text=True) or DEFAULT_COOKIE
+    options = _options(check, top.get("options", {}))
+    networks = _networks(check, top.get("networks"))
+    hosts = _hosts(check, top.get("hosts"), networks)
+    _check_unique_endpoints(check, hosts)
+    _check_unique_addresses(check, hosts)
+    for host in hosts:
+        _check_ofports(check, host, hosts)
+    if check.errors:
+        raise InvalidConfig(check.errors)
+    return Config(cookie, options, tuple(networks.values()), tuple(hosts), top.get("testbed"))
+
+
+def _options(check: Checker, raw: object) -> Options:
+    given = check.mapping("options", raw, _OPTION_KEYS)
+    if given is None:
+        return Options()
+    values: dict[str, Any] = {}
+    for name in ("l2_population", "arp_responder", "dont_fragment"):
+        if name in given:
+            flag = check.boolean(f"options.{name}", given[name])
+            if flag is not None:
+                values[name] = flag
+    if "learn_hard_timeout" in given:
+        timeout = check.integer("options.learn_hard_timeout", given["learn_hard_timeout"], 1, 65535)
+        if timeout is not None:
+            values["learn_hard_timeout"] = timeout
+    options = Options(**values)
+    if options.arp_responder and not options.l2_population:
+        check.error("options.arp_responder",
+                    "works only with l2_population: true (Neutron turns it off otherwise)")
+    return options
+
+
+def _networks(check: Checker, raw: object) -> dict[str, Network]:
+    given = check.mapping("networks", raw, None)
+    networks: dict[str, Network] = {}
+    if given is None:
+        return networks
+    keys_seen: dict[tuple[str, int], str] = {}
+    for key, value in given.items():
+        name = check.name("networks", key)
+        if name is None:
+            continue
+        path = f"networks.{name}"
+        entry = check.mapping(path, value, _NETWORK_KEYS, required=_NETWORK_KEYS)
+        if entry is None:
+            continue
+        tunnel_type = check.choice(f"{path}.type", entry.get("type"), TUNNEL_TYPES, "tunnel type")
+        if tunnel_type is None or "segmentation_id" not in entry:
+            continue
+        key_id = check.integer(f"{path}.segmentation_id", entry["segmentation_id"], 1,
+                               MAX_KEY[tunnel_type], what=f"{tunnel_type} key")
+        if key_id is None:
+            continue
+        other = keys_seen.get((tunnel_type, key_id))
+        if other is not None:
+            check.error(f"{path}.segmentation_id",
+                        f"{key_id} is already the key of {tunnel_type} network {other}")
+            continue
+        keys_seen[(tunnel_type, key_id)] = name
+        networks[name] = Network(name, tunnel_type, key_id)
+    return networks
+
+
+def _hosts(check: Checker, raw: object, networks: Mapping[str, Network]) -> list[Host]:
+    given = check.mapping("hosts", raw, None)
+    if given is None:
+        return []
+    used_types = tuple(t for t in TUNNEL_TYPES if any(n.type == t for n in networks.values()))
+    hosts = []
+    for key, value in given.items():
+        name = check.name("hosts", key)
+        if name is None:
+            continue
+        host = _host(check, name, value, networks, used_types)
+        if host is not None:
+            hosts.append(host)
+    return hosts
+
+
+def _host(check: Checker, name: str, raw: object, networks: Mapping[str, Network],
+          used_types: tuple[str, ...]) -> Host | None:
+    path = f"hosts.{name}"
+    entry = check.mapping(path, raw, _HOST_KEYS, required=("datapath_id", "local_ip"))
+    if entry is None:
+        return None
+    dpid = None
+    if "datapath_id" in entry:
+        dpid = check.integer(f"{path}.datapath_id", entry["datapath_id"], 1, 2**64 - 1,
+                             hex_text=True, what="datapath ID")
+    local_ip = check.endpoint(f"{path}.local_ip", entry.get("local_ip")) if "local_ip" in entry else None
+    tunnel_types = used_types
+    if "tunnel_types" in entry:
+        listed = check.string_list(f"{path}.tunnel_types", entry["tunnel_types"])
+        chosen = [check.choice(f"{path}.tunnel_types[{i}]", item, TUNNEL_TYPES, "tunnel type")
+                  for i, item in enumerate(listed)]
+        tunnel_types = tuple(t for t in TUNNEL_TYPES if t in chosen)
+    ports = _ports(check, path, entry.get("ports", []), networks, tunnel_types, "tunnel_types" in entry)
+    local_vlans = _local_vlans(check, path, entry.get("local_vlans", {}), networks)
+    ofports = _explicit_ofports(check, path, entry.get("ofports", {}))
+    if dpid is None or local_ip is None:
+        return None
+    return Host(name, dpid, local_ip, tunnel_types, local_vlans, ofports, ports)
+
+
+def _ports(check: Checker, host_path: str, raw: object, networks: Mapping[str, Network],
+           tunnel_types: tuple[str, ...], types_listed: bool) -> tuple[Port, ...]:
+    items = check.sequence(f"{host_path}.ports", raw)
+    ports = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(items):
+        path = f"{host_path}.ports[{index}]"
+        entry = check.mapping(path, item, _PORT_KEYS, required=("network", "mac"))
+        if entry is None:
+            continue
+        network = check.known(f"{path}.network", entry.get("network"), networks, "network")
+        mac = check.mac(f"{path}.mac", entry["mac"]) if "mac" in entry else None
+        ip = check.tenant_ip(f"{path}.ip", entry["ip"]) if "ip" in entry else None
+        port_name = None
+        if "name" in entry:
+            port_name = check.ifname(f"{path}.name", entry["name"])
+            if port_name is not None and port_name in names:
+                check.error(f"{path}.name", f"{port_name} is already ports[{names[port_name]}]")
+            elif port_name is not None:
+                names[port_name] = index
+        if network is not None and networks[network].type not in tunnel_types:
+            where = "tunnel_types" if types_listed else "the types of the networks"
+            check.error(f"{path}.network",
+                        f"{network} is a {networks[network].type} network, but this host's "
+                        f"{where} are [{', '.join(tunnel_types)}]")
+            continue
+        if network is not None and mac is not None:
+            ports.append(Port(network, mac, ip, port_name))
+    return tuple(ports)
+
+
+def _local_vlans(check: Checker, host_path: str, raw: object,
+                 networks: Mapping[str, Network]) -> tuple[tuple[str, int], ...]:
+    path = f"{host_path}.local_vlans"
+    given = check.mapping(path, raw, None)
+    if given is None:
+        return ()
+    result = []
+    owner: dict[int, str] = {}
+    for key, value in given.items():
+        network = check.known_key(path, key, networks, "network")
+        if network is None:
+            continue
+        vlan = check.integer(f"{path}.{network}", value, 1, MAX_VLAN, what="local VLAN")
+        if vlan is None:
+            continue
+        if vlan in owner:
+            check.error(f"{path}.{network}", f"VLAN {vlan} is already the local VLAN of {owner[vlan]}")
+            continue
+        owner[vlan] = network
+        result.append((network, vlan))
+    return tuple(result)
+
+
+def _explicit_ofports(check: Checker, host_path: str, raw: object) -> tuple[tuple[str, int], ...]:
+    path = f"{host_path}.ofports"
+    given = check.mapping(path, raw, None)
+    if given is None:
+        return ()
+    result = []
+    for key, value in given.items():
+        name = check.text(f"{path}#key", key, what="port name", shown_path=f"{path}.{key}")
+        if name is None:
+            continue
+        number = check.integer(f"{path}.{name}", value, 1, naming.MAX_OFPORT, what="ofport")
+        if number is not None:
+            result.append((name, number))
+    return tuple(result)
+
+
+def possible_tunnel_ports(host: Host, hosts: list[Host] | tuple[Host, ...]) -> dict[str, tuple[str, Host]]:
+    """Every tunnel port the host could have (all of them without l2population)."""
+    result = {}
+    for remote in hosts:
+        if remote.name == host.name:
+            continue
+        for tunnel_type in host.tunnel_types:
+            if tunnel_type in remote.tunnel_types:
+                result[naming.tunnel_port_name(tunnel_type, remote.local_ip)] = (tunnel_type, remote)
+    return result
+
+
+def _check_ofports(check: Checker, host: Host, hosts: list[Host]) -> None:
+    """Explicit ofports must name real ports; final numbers must be distinct."""
+    path = f"hosts.{host.name}.ofports"
+    possible = possible_tunnel_ports(host, hosts)
+    explicit = dict(host.ofports)
+    for name in explicit:
+        if name != naming.PATCH_INT and name not in possible:
+            choices = [naming.PATCH_INT, *sorted(possible)]
+            check.error(f"{path}.{name}", "no such port on this host's br-tun (its ports: "
+                        + ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "") + ")")
+    owner: dict[int, str] = {}
+    for name in [naming.PATCH_INT, *sorted(possible)]:
+        number = explicit.get(name) or naming.default_ofport(name)
+        if number in owner:
+            rule = "set" if name in explicit else "the default rule gives"
+            check.error(path, f"{rule} {owner[number]} and {name} the same ofport {number}; "
+                        "give them distinct explicit ofports")
+        else:
+            owner[number] = name
+
+
+def _check_unique_endpoints(check: Checker, hosts: list[Host]) -> None:
+    seen_dpid: dict[int, str] = {}
+    seen_ip: dict[str, str] = {}
+    for host in hosts:
+        if host.datapath_id in seen_dpid:
+            check.error(f"hosts.{host.name}.datapath_id",
+                        f"{host.datapath_id:#x} is already the datapath ID of {seen_dpid[host.datapath_id]}")
+        seen_dpid.setdefault(host.datapath_id, host.name)
+        if host.local_ip in seen_ip:
+            check.error(f"hosts.{host.name}.local_ip",
+                        f"{host.local_ip} is already the local_ip of {seen_ip[host.local_ip]}")
+        seen_ip.setdefault(host.local_ip, host.name)
+
+
+def _check_unique_addresses(check: Checker, hosts: list[Host]) -> None:
+    """Neutron keeps MACs and fixed IPs unique per network (not across networks)."""
+    macs: dict[tuple[str, str], str] = {}
+    ips: dict[tuple[str, str], str] = {}
+    for host in hosts:
+        for index, port in enumerate(host.ports):
+            path = f"hosts.{host.name}.ports[{index}]"
+            if (port.network, port.mac) in macs:
+                check.error(f"{path}.mac", f"{port.mac} is already used on {port.network} by "
+                            f"{macs[(port.network, port.mac)]}")
+            macs.setdefault((port.network, port.mac), path)
+            if port.ip is None:
+                continue
+            if (port.network, port.ip) in ips:
+                check.error(f"{path}.ip", f"{port.ip} is already used on {port.network} by "
+                            f"{ips[(port.network, port.ip)]}")
+            ips.setdefault((port.network, port.ip), path)
+
+
+def is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,144 @@
+"""Desired flows vs installed flows -> the fewest changes, in an order that never stops traffic.
+
+Ownership is by cookie: a flow with our cookie is ours; any other is
+foreign, reported and never touched (not even when it occupies the place
+of one of ours: that is a conflict, reported).  Learned flows (table 20,
+priority 1, our cookie: the learn action stamps it) belong to the switch's
+MAC learning, so a plain diff keeps them; it deletes one only when it has
+gone stale (PIPELINE.md, "Stale learned flows"): its local VLAN no longer
+maps to the key it loads, or the tunnel port it outputs to is gone.
+
+Order: adds from the last table back, so that a path is complete before
+traffic is steered into it; then modifies; then deletes from the first
+table on, so that traffic stops entering a path before its end goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from flows import fields
+from flows.actions import Load, Output, PushVlan, SetField
+from flows.flow import Flow, FlowKey
+from flows.tables import LOCAL_SWITCHING, PRIORITY_ENTRY, TUN_TABLE, UCAST_TO_TUN
+
+
+class Kind(Enum):
+    ADD = "add"
+    MODIFY = "modify"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: Kind
+    flow: Flow  # the flow to add, the new version, or the flow to delete
+    old: Flow | None = None  # for MODIFY: what the switch holds now
+    reason: str = ""
+
+    def render(self) -> str:
+        sign = {Kind.ADD: "+", Kind.MODIFY: "~", Kind.DELETE: "-"}[self.kind]
+        text = f"{sign}{self.flow.render()}"
+        return f"{text}  # {self.reason}" if self.reason else text
+
+
+@dataclass(frozen=True)
+class Diff:
+    changes: tuple[Change, ...] = ()
+    foreign: tuple[Flow, ...] = ()  # other cookies: never touched
+    learned: tuple[Flow, ...] = ()  # learned flows kept
+    conflicts: tuple[tuple[Flow, Flow], ...] = field(default=())  # (desired, foreign in its place)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes and not self.conflicts
+
+    def of_kind(self, kind: Kind) -> tuple[Change, ...]:
+        return tuple(change for change in self.changes if change.kind is kind)
+
+
+def is_learned(flow: Flow, cookie: int) -> bool:
+    """Written by table 10's learn action (PIPELINE.md: table 20, priority 1, our cookie)."""
+    return flow.cookie == cookie and flow.table == UCAST_TO_TUN and flow.priority == PRIORITY_ENTRY
+
+
+@dataclass(frozen=True)
+class _Wiring:
+    """What makes a learned flow valid, read off the desired flows."""
+
+    vlan_key_type: frozenset[tuple[int, int, int]]  # (local VLAN, key, tunnel table)
+    port_type: dict[int, int]  # tunnel ofport -> its tunnel table
+
+
+def _wiring(desired: Iterable[Flow]) -> _Wiring:
+    vlan_key_type = set()
+    port_type = {}
+    tunnel_tables = set(TUN_TABLE.values())
+    for flow in desired:
+        if flow.table in tunnel_tables and PushVlan() in flow.actions:
+            key = flow.match.value("tun_id")
+            vlans = [a.value for a in flow.actions if isinstance(a, SetField) and a.field == "vlan_vid"]
+            if key is not None and vlans:
+                vlan_key_type.add((vlans[0] & fields.VLAN_VID_MASK, key, flow.table))
+        if flow.table == LOCAL_SWITCHING and flow.goto in tunnel_tables:
+            port = flow.match.value("in_port")
+            if port is not None:
+                port_type[port] = flow.goto
+    return _Wiring(frozenset(vlan_key_type), port_type)
+
+
+def stale_reason(flow: Flow, wiring: _Wiring) -> str | None:
+    """Why a learned flow must go, or None if it is still right."""
+    tci = flow.match.get("vlan_tci")
+    loads = {a.dst.field: a.value for a in flow.actions if isinstance(a, Load)}
+    outputs = [a.port for a in flow.actions if isinstance(a, Output)]
+    if tci is None or "NXM_NX_TUN_ID" not in loads or len(outputs) != 1:
+        return "not the shape table 10 learns"
+    vlan, key, port = tci.value & fields.VLAN_VID_MASK, loads["NXM_NX_TUN_ID"], outputs[0]
+    table = wiring.port_type.get(port)
+    if table is None:
+        return f"tunnel port {port} is gone"
+    if (vlan, key, table) not in wiring.vlan_key_type:
+        return f"local VLAN {vlan} no longer carries key {key:#x}"
+    return None
+
+
+def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int) -> Diff:
+    desired = tuple(desired)
+    wanted: dict[FlowKey, Flow] = {flow.key: flow for flow in desired}
+    if len(wanted) != len(desired):
+        raise ValueError("desired flows repeat an identity (table, priority, match)")
+    wiring = _wiring(desired)
+    adds, modifies, deletes = [], [], []
+    foreign, learned, conflicts = [], [], []
+    present: set[FlowKey] = set()
+    for flow in installed:
+        target = wanted.get(flow.key)
+        if flow.cookie != cookie:
+            foreign.append(flow)
+            if target is not None:
+                conflicts.append((target, flow))
+                present.add(flow.key)
+            continue
+        if target is None and is_learned(flow, cookie):
+            reason = stale_reason(flow, wiring)
+            if reason is None:
+                learned.append(flow)
+            else:
+                deletes.append(Change(Kind.DELETE, flow, reason=f"stale learned flow: {reason}"))
+            continue
+        if target is None:
+            deletes.append(Change(Kind.DELETE, flow, reason="not in the desired pipeline"))
+            continue
+        present.add(flow.key)
+        if not target.same_effect(flow):
+            modifies.append(Change(Kind.MODIFY, target, old=flow))
+    for flow in desired:
+        if flow.key not in present:
+            adds.append(Change(Kind.ADD, flow))
+    adds.sort(key=lambda c: (-c.flow.table, -c.flow.priority, c.flow.render()))
+    modifies.sort(key=lambda c: (-c.flow.table, -c.flow.priority, c.flow.render()))
+    deletes.sort(key=lambda c: (c.flow.table, -c.flow.priority, c.flow.render()))
+    return Diff(tuple(adds + modifies + deletes), tuple(foreign), tuple(learned), tuple(conflicts))

@@ -1,0 +1,142 @@
+"""One host's br-tun as Neutron's agent would see it, derived from the config.
+
+Neutron's rules (PIPELINE.md) live here: which networks a host carries and
+their local VLANs, which tunnel ports exist with and without l2population,
+each network's flood list, and the l2population unicast/ARP entries.
+Nothing is accumulated: the same config always gives the same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flows import fields, naming
+from flows.config import Config, Host, Options, possible_tunnel_ports
+
+
+@dataclass(frozen=True)
+class TunnelPort:
+    name: str
+    type: str
+    remote_ip: str
+    remote_host: str
+    ofport: int
+
+
+@dataclass(frozen=True)
+class LocalNetwork:
+    """A network this host carries, with its host-specific local VLAN."""
+
+    name: str
+    type: str
+    segmentation_id: int
+    local_vlan: int
+    flood_ofports: tuple[int, ...]  # the tunnel ports table 22 outputs to, ascending
+
+
+@dataclass(frozen=True)
+class RemotePort:
+    """A port on another host, as l2population announces it (FDB entry)."""
+
+    network: str
+    mac: int
+    ip: int | None
+    host: str
+    ofport: int  # the tunnel port toward its host
+
+
+@dataclass(frozen=True)
+class BridgeModel:
+    host: str
+    datapath_id: int
+    local_ip: str
+    cookie: int
+    options: Options
+    patch_int_ofport: int
+    tunnel_ports: tuple[TunnelPort, ...]
+    networks: tuple[LocalNetwork, ...]
+    remote_ports: tuple[RemotePort, ...]  # empty without l2population
+
+    def network(self, name: str) -> LocalNetwork:
+        for network in self.networks:
+            if network.name == name:
+                return network
+        raise KeyError(name)
+
+
+def local_vlans(host: Host, config: Config) -> dict[str, int]:
+    """Configured VLANs, then the lowest free VLAN for each carried network in config order."""
+    assigned = dict(host.local_vlans)
+    used = set(assigned.values())
+    free = (vlan for vlan in range(1, naming.DEAD_VLAN) if vlan not in used)
+    for network in config.networks:
+        if network.name in host.carried_networks and network.name not in assigned:
+            assigned[network.name] = next(free)
+    return {name: vlan for name, vlan in assigned.items() if name in host.carried_networks}
+
+
+def requested_ofports(host: Host, config: Config) -> dict[str, int]:
+    """The ofport brtun asks for, for every port this host's br-tun could have."""
+    explicit = dict(host.ofports)
+    names = [naming.PATCH_INT, *possible_tunnel_ports(host, config.hosts)]
+    return {name: explicit.get(name) or naming.default_ofport(name) for name in names}
+
+
+def tunnel_ports(host: Host, config: Config) -> list[tuple[str, str, Host]]:
+    """(name, type, remote) of the tunnel ports Neutron's agent would create.
+
+    Without l2population: one per remote endpoint and shared tunnel type.
+    With it: only toward hosts that share a network of that type.
+    """
+    result = []
+    for name, (tunnel_type, remote) in sorted(possible_tunnel_ports(host, config.hosts).items()):
+        if config.options.l2_population:
+            shared = host.carried_networks & remote.carried_networks
+            if not any(config.network(n).type == tunnel_type for n in shared):
+                continue
+        result.append((name, tunnel_type, remote))
+    return result
+
+
+def build_bridge(config: Config, host_name: str,
+                 observed_ofports: Mapping[str, int] | None = None) -> BridgeModel:
+    """The model of one host's br-tun.
+
+    `observed_ofports` is what the switch reports (name -> ofport): when
+    given, it is the truth, and a tunnel port the switch does not have yet
+    gets no flows (Neutron also programs a port only once it exists).
+    """
+    host = config.host(host_name)
+    requested = requested_ofports(host, config)
+    ofports = dict(observed_ofports) if observed_ofports is not None else requested
+    ports = tuple(TunnelPort(name, tunnel_type, remote.local_ip, remote.name, ofports[name])
+                  for name, tunnel_type, remote in tunnel_ports(host, config) if name in ofports)
+    port_toward = {(p.type, p.remote_host): p for p in ports}
+    vlans = local_vlans(host, config)
+    l2pop = config.options.l2_population
+    networks = []
+    remote_ports = []
+    for network in config.networks:
+        if network.name not in vlans:
+            continue
+        flood = set()
+        for remote in config.hosts:
+            port = port_toward.get((network.type, remote.name))
+            if port is None:
+                continue
+            if l2pop and network.name not in remote.carried_networks:
+                continue
+            flood.add(port.ofport)
+            if not l2pop:
+                continue
+            for remote_port in remote.ports:
+                if remote_port.network == network.name:
+                    ip = fields.ipv4_value(remote_port.ip) if remote_port.ip else None
+                    remote_ports.append(RemotePort(network.name, fields.mac_value(remote_port.mac),
+                                                   ip, remote.name, port.ofport))
+        networks.append(LocalNetwork(network.name, network.type, network.segmentation_id,
+                                     vlans[network.name], tuple(sorted(flood))))
+    return BridgeModel(host.name, host.datapath_id, host.local_ip, config.cookie, config.options,
+                       ofports.get(naming.PATCH_INT, naming.PATCH_INT_OFPORT), ports,
+                       tuple(networks), tuple(remote_ports))

@@ -1,0 +1,176 @@
+"""The complete desired br-tun flow set of one host, one function per Neutron concept.
+
+Function names follow Neutron's native OpenFlow `br_tun.py`
+(setup_default_table, setup_tunnel_port, provision_local_vlan,
+install_flood_to_tun, install_unicast_to_tun, install_arp_responder), so
+an operator who reads a flow can find what made it.  Every flow is checked
+against its table's declaration (flows.tables) as it is built.
+"""
+
+from __future__ import annotations
+
+from flows import fields, tables
+from flows.actions import (
+    Action,
+    Learn,
+    LearnLoad,
+    LearnMatch,
+    LearnOutput,
+    Move,
+    Output,
+    PopVlan,
+    PushVlan,
+    SetField,
+    Subfield,
+)
+from flows.fields import BY_NAME
+from flows.flow import Flow, Match
+from flows.model import BridgeModel, LocalNetwork, RemotePort, TunnelPort
+from flows.tables import (
+    ARP_RESPONDER,
+    FLOOD_TO_TUN,
+    LEARN_FROM_TUN,
+    LOCAL_SWITCHING,
+    PATCH_LV_TO_TUN,
+    PRIORITY_DEFAULT,
+    PRIORITY_ENTRY,
+    PRIORITY_L2POP_UNICAST,
+    PRIORITY_LEARN_ANNOUNCE,
+    TUN_TABLE,
+    UCAST_TO_TUN,
+)
+
+UNICAST = ("00:00:00:00:00:00", "01:00:00:00:00:00")
+MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def _flow(model: BridgeModel, table: int, priority: int, match: Match | None = None,
+          actions: tuple[Action, ...] = (), goto: int | None = None) -> Flow:
+    return tables.check(Flow(table, priority, match or Match(), actions, goto, cookie=model.cookie))
+
+
+def learn_action(model: BridgeModel) -> Learn:
+    """Table 10's learn: remember that this source MAC, on this local VLAN, is
+    behind the tunnel port the packet came in on, with the packet's key."""
+    vlan_tci = Subfield.of(BY_NAME["vlan_tci"])
+    tun_id = Subfield.of(BY_NAME["tun_id"])
+    return Learn(
+        table=UCAST_TO_TUN,
+        priority=PRIORITY_ENTRY,
+        hard_timeout=model.options.learn_hard_timeout,
+        cookie=model.cookie,
+        specs=(
+            LearnMatch(Subfield.of(BY_NAME["vlan_tci"], 0, 12), Subfield.of(BY_NAME["vlan_tci"], 0, 12)),
+            LearnMatch(Subfield.of(BY_NAME["dl_dst"]), Subfield.of(BY_NAME["dl_src"])),
+            LearnLoad(vlan_tci, 0),
+            LearnLoad(tun_id, tun_id),
+            LearnOutput(Subfield.of(BY_NAME["in_port"])),
+        ),
+    )
+
+
+def setup_default_table(model: BridgeModel) -> list[Flow]:
+    """The flows br-tun has before any tunnel port or network exists."""
+    learn_then_patch = (learn_action(model), Output(model.patch_int_ofport))
+    flows = [
+        _flow(model, LOCAL_SWITCHING, PRIORITY_ENTRY, Match.of(in_port=model.patch_int_ofport),
+              goto=PATCH_LV_TO_TUN),
+        _flow(model, LOCAL_SWITCHING, PRIORITY_DEFAULT),
+        _flow(model, PATCH_LV_TO_TUN, PRIORITY_DEFAULT, Match.of(dl_dst=UNICAST), goto=UCAST_TO_TUN),
+        _flow(model, PATCH_LV_TO_TUN, PRIORITY_DEFAULT, Match.of(dl_dst=MULTICAST), goto=FLOOD_TO_TUN),
+        *(_flow(model, table, PRIORITY_DEFAULT) for table in TUN_TABLE.values()),
+        # Neutron (2025): learn from gratuitous ARP, router and neighbour
+        # advertisements first, so a moved address is relearned at once.
+        _flow(model, LEARN_FROM_TUN, PRIORITY_LEARN_ANNOUNCE,
+              Match.of(dl_type=fields.ETH_TYPE_ARP, arp_tha=BROADCAST), learn_then_patch),
+        *(_flow(model, LEARN_FROM_TUN, PRIORITY_LEARN_ANNOUNCE,
+                Match.of(dl_type=fields.ETH_TYPE_IPV6, nw_proto=fields.IPPROTO_ICMPV6, icmp_type=kind),
+                learn_then_patch)
+          for kind in (fields.ICMPV6_ROUTER_ADVERT, fields.ICMPV6_NEIGHBOR_ADVERT)),
+        _flow(model, LEARN_FROM_TUN, PRIORITY_ENTRY, actions=learn_then_patch),
+        _flow(model, UCAST_TO_TUN, PRIORITY_DEFAULT, goto=FLOOD_TO_TUN),
+        _flow(model, FLOOD_TO_TUN, PRIORITY_DEFAULT),
+    ]
+    if model.options.arp_responder:
+        flows += [
+            _flow(model, PATCH_LV_TO_TUN, PRIORITY_ENTRY,
+                  Match.of(dl_type=fields.ETH_TYPE_ARP, dl_dst=BROADCAST), goto=ARP_RESPONDER),
+            _flow(model, ARP_RESPONDER, PRIORITY_DEFAULT, goto=FLOOD_TO_TUN),
+        ]
+    return flows
+
+
+def setup_tunnel_port(model: BridgeModel, port: TunnelPort) -> Flow:
+    """Table 0: packets from this tunnel go to their tunnel type's table."""
+    return _flow(model, LOCAL_SWITCHING, PRIORITY_ENTRY, Match.of(in_port=port.ofport),
+                 goto=TUN_TABLE[port.type])
+
+
+def provision_local_vlan(model: BridgeModel, network: LocalNetwork) -> Flow:
+    """Table 3/4/6: the network's key becomes this host's local VLAN."""
+    set_vlan = SetField("vlan_vid", fields.OFPVID_PRESENT | network.local_vlan)
+    return _flow(model, TUN_TABLE[network.type], PRIORITY_ENTRY,
+                 Match.of(tun_id=network.segmentation_id), (PushVlan(), set_vlan), LEARN_FROM_TUN)
+
+
+def install_flood_to_tun(model: BridgeModel, network: LocalNetwork) -> Flow | None:
+    """Table 22: broadcast and unknown unicast go to every tunnel in the flood list.
+
+    Like Neutron, no entry while the list is empty (the default drops)."""
+    if not network.flood_ofports:
+        return None
+    actions = (PopVlan(), SetField("tun_id", network.segmentation_id),
+               *(Output(ofport) for ofport in network.flood_ofports))
+    return _flow(model, FLOOD_TO_TUN, PRIORITY_ENTRY, Match.of(dl_vlan=network.local_vlan), actions)
+
+
+def install_unicast_to_tun(model: BridgeModel, network: LocalNetwork, port: RemotePort) -> Flow:
+    """Table 20, l2population: a known remote MAC goes straight to its host's tunnel."""
+    match = Match.of(dl_vlan=network.local_vlan, dl_dst=port.mac)
+    actions = (PopVlan(), SetField("tun_id", network.segmentation_id), Output(port.ofport))
+    return _flow(model, UCAST_TO_TUN, PRIORITY_L2POP_UNICAST, match, actions)
+
+
+def install_arp_responder(model: BridgeModel, network: LocalNetwork, port: RemotePort) -> Flow:
+    """Table 21: turn an ARP request for a known remote IPv4 into the reply, sent back in."""
+    assert port.ip is not None
+    match = Match.of(dl_type=fields.ETH_TYPE_ARP, dl_vlan=network.local_vlan, arp_tpa=port.ip)
+    actions = (
+        SetField("arp_op", fields.ARP_REPLY),
+        Move(Subfield.of(BY_NAME["arp_sha"]), Subfield.of(BY_NAME["arp_tha"])),
+        Move(Subfield.of(BY_NAME["arp_spa"]), Subfield.of(BY_NAME["arp_tpa"])),
+        SetField("arp_sha", port.mac),
+        SetField("arp_spa", port.ip),
+        Move(Subfield.of(BY_NAME["dl_src"]), Subfield.of(BY_NAME["dl_dst"])),
+        SetField("eth_src", port.mac),
+        Output(fields.OFPP_IN_PORT),
+    )
+    return _flow(model, ARP_RESPONDER, PRIORITY_ENTRY, match, actions)
+
+
+def build(model: BridgeModel) -> tuple[Flow, ...]:
+    """Every flow this host's br-tun should hold (learned flows excepted)."""
+    flows = setup_default_table(model)
+    flows += [setup_tunnel_port(model, port) for port in model.tunnel_ports]
+    for network in model.networks:
+        flows.append(provision_local_vlan(model, network))
+        flood = install_flood_to_tun(model, network)
+        if flood is not None:
+            flows.append(flood)
+    for port in model.remote_ports:
+        network = model.network(port.network)
+        flows.append(install_unicast_to_tun(model, network, port))
+        if model.options.arp_responder and port.ip is not None:
+            flows.append(install_arp_responder(model, network, port))
+    _check_unique(flows)
+    return tuple(flows)
+
+
+def _check_unique(flows: list[Flow]) -> None:
+    seen: dict[object, Flow] = {}
+    for flow in flows:
+        if flow.key in seen:
+            raise tables.TableViolation(
+                f"two flows with one identity:\n{seen[flow.key].render()}\n{flow.render()}")
+        seen[flow.key] = flow

@@ -1,0 +1,1 @@
+"""Mininet testbeds that rebuild the seed's network under brtun agents."""
