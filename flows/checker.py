@@ -90,7 +90,8 @@ class Checker:
             child = f"{path}.{key}" if path else str(key)
             if not isinstance(key, str):
                 if allowed is not None:
-                    self._wrong_text(child, key, "a key", origin_path=child + "#key")
+                    self._wrong_text(self.key_path(path, key) if path else child, key, "a key",
+                                     origin_path=child + "#key")
                 else:
                     result[key] = item  # names are checked by the caller
                 continue
@@ -105,11 +106,17 @@ class Checker:
                 self.error(f"{path}.{key}" if path else key, "missing", self._line(path))
         return result
 
+    def key_path(self, parent: str, key: object) -> str:
+        """The path of a mapping key as the user wrote it (`networks.no`, not `networks.False`)."""
+        origin = self.source.origins.get(f"{parent}.{key}#key")
+        written = origin.text if origin is not None and origin.text is not None else key
+        return f"{parent}.{written}"
+
     def name(self, parent: str, key: object) -> str | None:
         """A network or host name used as a mapping key."""
-        path = f"{parent}.{key}"
+        path = self.key_path(parent, key)
         if not isinstance(key, str):
-            self._wrong_text(path, key, "a name", origin_path=path + "#key")
+            self._wrong_text(path, key, "a name", origin_path=f"{parent}.{key}#key")
             return None
         if not NAME_PATTERN.fullmatch(key):
             self.error(path, "a name is 1-32 letters, digits, '_', '.' or '-', starting with a "
@@ -187,9 +194,9 @@ class Checker:
         return value
 
     def known_key(self, parent: str, key: object, known: Mapping[str, Any], what: str) -> str | None:
-        path = f"{parent}.{key}"
+        path = self.key_path(parent, key)
         if not isinstance(key, str):
-            self._wrong_text(path, key, f"a {what} name", origin_path=path + "#key")
+            self._wrong_text(path, key, f"a {what} name", origin_path=f"{parent}.{key}#key")
             return None
         if key not in known:
             self._unknown(path, key, known, what)
@@ -227,7 +234,7 @@ class Checker:
             self.error(path, f"{value!r} is not an IP address")
             return None
         if address.version == 6:
-            self.error(path, f"{value} is IPv6; IPv6 {what}s are out of scope for now "
+            self.error(path, f"{value} is IPv6; IPv6 {what} are out of scope for now "
                        "(brtun reproduces Neutron's IPv4 GRE/VXLAN/Geneve underlay)")
             return None
         assert isinstance(address, ipaddress.IPv4Address)
@@ -238,11 +245,11 @@ class Checker:
         return address
 
     def endpoint(self, path: str, value: object) -> str | None:
-        address = self._ipv4(path, value, "tunnel endpoint")
+        address = self._ipv4(path, value, "tunnel endpoints")
         return str(address) if address is not None else None
 
     def tenant_ip(self, path: str, value: object) -> str | None:
-        address = self._ipv4(path, value, "port address")
+        address = self._ipv4(path, value, "port addresses")
         return str(address) if address is not None else None
 
     def ifname(self, path: str, value: object) -> str | None:

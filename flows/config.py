@@ -8,7 +8,6 @@ must be fixed, and nothing is applied while any error remains.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -134,7 +133,6 @@ def validate(source: yamlsource.Source) -> Config:
     options = _options(check, top.get("options", {}))
     networks = _networks(check, top.get("networks"))
     hosts = _hosts(check, top.get("hosts"), networks)
-    _check_unique_endpoints(check, hosts)
     _check_unique_addresses(check, hosts)
     for host in hosts:
         _check_ofports(check, host, hosts)
@@ -201,22 +199,36 @@ def _hosts(check: Checker, raw: object, networks: Mapping[str, Network]) -> list
         return []
     used_types = tuple(t for t in TUNNEL_TYPES if any(n.type == t for n in networks.values()))
     hosts = []
+    dpid_owner: dict[int, str] = {}
+    ip_owner: dict[str, str] = {}
     for key, value in given.items():
         name = check.name("hosts", key)
         if name is None:
             continue
-        host = _host(check, name, value, networks, used_types)
+        host, dpid, local_ip = _host(check, name, value, networks, used_types)
+        if dpid is not None and dpid in dpid_owner:
+            check.error(f"hosts.{name}.datapath_id",
+                        f"{dpid:#x} is already the datapath ID of {dpid_owner[dpid]}")
+        elif dpid is not None:
+            dpid_owner[dpid] = name
+        if local_ip is not None and local_ip in ip_owner:
+            check.error(f"hosts.{name}.local_ip",
+                        f"{local_ip} is already the local_ip of {ip_owner[local_ip]}")
+        elif local_ip is not None:
+            ip_owner[local_ip] = name
         if host is not None:
             hosts.append(host)
     return hosts
 
 
 def _host(check: Checker, name: str, raw: object, networks: Mapping[str, Network],
-          used_types: tuple[str, ...]) -> Host | None:
+          used_types: tuple[str, ...]) -> tuple[Host | None, int | None, str | None]:
+    """The host, plus its datapath ID and endpoint on their own, so that
+    uniqueness is checked even when another field of the host is wrong."""
     path = f"hosts.{name}"
     entry = check.mapping(path, raw, _HOST_KEYS, required=("datapath_id", "local_ip"))
     if entry is None:
-        return None
+        return None, None, None
     dpid = None
     if "datapath_id" in entry:
         dpid = check.integer(f"{path}.datapath_id", entry["datapath_id"], 1, 2**64 - 1,
@@ -232,8 +244,8 @@ def _host(check: Checker, name: str, raw: object, networks: Mapping[str, Network
     local_vlans = _local_vlans(check, path, entry.get("local_vlans", {}), networks)
     ofports = _explicit_ofports(check, path, entry.get("ofports", {}))
     if dpid is None or local_ip is None:
-        return None
-    return Host(name, dpid, local_ip, tunnel_types, local_vlans, ofports, ports)
+        return None, dpid, local_ip
+    return Host(name, dpid, local_ip, tunnel_types, local_vlans, ofports, ports), dpid, local_ip
 
 
 def _ports(check: Checker, host_path: str, raw: object, networks: Mapping[str, Network],
@@ -339,20 +351,6 @@ def _check_ofports(check: Checker, host: Host, hosts: list[Host]) -> None:
             owner[number] = name
 
 
-def _check_unique_endpoints(check: Checker, hosts: list[Host]) -> None:
-    seen_dpid: dict[int, str] = {}
-    seen_ip: dict[str, str] = {}
-    for host in hosts:
-        if host.datapath_id in seen_dpid:
-            check.error(f"hosts.{host.name}.datapath_id",
-                        f"{host.datapath_id:#x} is already the datapath ID of {seen_dpid[host.datapath_id]}")
-        seen_dpid.setdefault(host.datapath_id, host.name)
-        if host.local_ip in seen_ip:
-            check.error(f"hosts.{host.name}.local_ip",
-                        f"{host.local_ip} is already the local_ip of {seen_ip[host.local_ip]}")
-        seen_ip.setdefault(host.local_ip, host.name)
-
-
 def _check_unique_addresses(check: Checker, hosts: list[Host]) -> None:
     """Neutron keeps MACs and fixed IPs unique per network (not across networks)."""
     macs: dict[tuple[str, str], str] = {}
@@ -370,11 +368,3 @@ def _check_unique_addresses(check: Checker, hosts: list[Host]) -> None:
                 check.error(f"{path}.ip", f"{port.ip} is already used on {port.network} by "
                             f"{ips[(port.network, port.ip)]}")
             ips.setdefault((port.network, port.ip), path)
-
-
-def is_ipv4(text: str) -> bool:
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True

@@ -182,7 +182,9 @@ class Match:
                 tokens.append(shorthand)
                 consumed.add("dl_type")
         for item in self.fields:
-            if item.name not in consumed:
+            if item.name == "vlan_tci":
+                tokens.extend(_render_tci(item))
+            elif item.name not in consumed:
                 tokens.append(_render_field(item))
         tokens.extend(self.raw)
         return tokens
@@ -190,8 +192,6 @@ class Match:
 
 def _render_field(item: MatchField) -> str:
     spec = fields.BY_NAME[item.name]
-    if spec.kind is Kind.TCI:
-        return _render_tci(item)
     if item.mask is None:
         return f"{item.name}={fields.format_value(spec, item.value)}"
     if spec.kind is Kind.MAC:
@@ -205,7 +205,7 @@ def _render_field(item: MatchField) -> str:
     return f"{item.name}={fields.c_hex(item.value)}/{fields.c_hex(item.mask)}"
 
 
-def _render_tci(item: MatchField) -> str:
+def _render_tci(item: MatchField) -> list[str]:
     """lib/match.c: dl_vlan/dl_vlan_pcp when the CFI bit is matched set, else vlan_tci."""
     mask = fields.full_mask(fields.BY_NAME["vlan_tci"]) if item.mask is None else item.mask
     vid_mask = mask & fields.VLAN_VID_MASK
@@ -218,10 +218,10 @@ def _render_tci(item: MatchField) -> str:
             tokens.append(f"dl_vlan={item.value & fields.VLAN_VID_MASK}")
         if pcp_mask:
             tokens.append(f"dl_vlan_pcp={item.value >> 13}")
-        return ",".join(tokens)
+        return tokens
     if item.mask is None:
-        return f"vlan_tci={item.value:#06x}"
-    return f"vlan_tci={item.value:#06x}/{mask:#06x}"
+        return [f"vlan_tci={item.value:#06x}"]
+    return [f"vlan_tci={item.value:#06x}/{mask:#06x}"]
 
 
 FlowKey = tuple[int, int, Match]

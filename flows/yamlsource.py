@@ -86,7 +86,7 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: str, source: Source
             key = loader.construct_object(key_node, deep=True)
             if isinstance(key, (list, dict)):
                 raise YamlError("a mapping key must be a plain value", key_node.start_mark.line + 1)
-            child = join(path, key)
+            child = f"{path}.{key}" if path else str(key)
             if key in result:
                 source.duplicates.append((child, key_node.start_mark.line + 1))
             key_text = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
