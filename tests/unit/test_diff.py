@@ -1,0 +1,161 @@
+"""flows.diff: the fewest changes, safely ordered; foreign and learned flows left alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from flows.diff import Kind, diff
+from flows.flow import Flow
+from flows.textparse import parse_flow
+from tests.conftest import CONFIGS
+from tests.unit.helpers import desired, from_yaml
+
+COOKIE = 0x5E1EC7AB1E
+EXAMPLE: dict[str, Any] = yaml.safe_load((CONFIGS / "example.yaml").read_text())
+
+
+def example(change: Any = None) -> tuple[Flow, ...]:
+    data = yaml.safe_load(yaml.safe_dump(EXAMPLE))
+    if change is not None:
+        change(data)
+    return desired(from_yaml(yaml.safe_dump(data)), "compute1")
+
+
+def learned(vlan: int, mac: str, key: int, port: int, cookie: int = COOKIE) -> Flow:
+    """A table-20 flow as table 10's learn action writes it and the switch prints it."""
+    return parse_flow(
+        f" cookie={cookie:#x}, table=20, hard_timeout=300, priority=1,vlan_tci={vlan:#06x}/0x0fff,"
+        f"dl_dst={mac} actions=load:0->NXM_OF_VLAN_TCI[],load:{key:#x}->NXM_NX_TUN_ID[],output:{port}")
+
+
+FOREIGN = parse_flow(" cookie=0x99, table=20, priority=100,dl_dst=fa:16:3e:99:99:99 actions=drop")
+NET1_LEARNED = learned(1, "fa:16:3e:aa:00:01", 1001, 2)  # net1 (GRE 1001) on VLAN 1 via gre port 2
+NET2_LEARNED = learned(2, "fa:16:3e:aa:00:02", 5000, 3)  # net2 (VXLAN 5000) on VLAN 2 via vxlan port 3
+
+
+def remove_network_2(data: dict[str, Any]) -> None:
+    del data["networks"]["net2"]
+    for host in data["hosts"].values():
+        host["ports"] = [p for p in host["ports"] if p["network"] != "net2"]
+        host.get("local_vlans", {}).pop("net2", None)
+        host.get("ofports", {}).pop("vxlan-c0a8640c", None)
+
+
+def test_an_unchanged_switch_needs_no_change() -> None:
+    flows = example()
+    result = diff(flows, flows, COOKIE)
+    assert result.in_sync and result.changes == ()
+
+
+def test_an_empty_switch_gets_every_flow_added_from_the_last_table_back() -> None:
+    flows = example()
+    result = diff(flows, (), COOKIE)
+    assert {c.kind for c in result.changes} == {Kind.ADD}
+    assert len(result.changes) == len(flows) and {c.flow for c in result.changes} == set(flows)
+    tables_in_order = [c.flow.table for c in result.changes]
+    assert tables_in_order == sorted(tables_in_order, reverse=True)
+
+
+def test_one_missing_flow_is_exactly_one_add() -> None:
+    flows = example()
+    result = diff(flows, flows[1:], COOKIE)
+    assert [(c.kind, c.flow) for c in result.changes] == [(Kind.ADD, flows[0])]
+
+
+def test_one_extra_flow_of_ours_is_exactly_one_delete() -> None:
+    extra = parse_flow(f" cookie={COOKIE:#x}, table=22, priority=1,dl_vlan=9 actions=pop_vlan,output:2")
+    result = diff(example(), (*example(), extra), COOKIE)
+    assert [(c.kind, c.flow) for c in result.changes] == [(Kind.DELETE, extra)]
+
+
+def test_a_changed_flood_list_is_one_modify_of_that_flow() -> None:
+    before = example()
+    after = example(lambda d: d["hosts"]["compute1"]["ofports"].update({"gre-c0a8640d": 12}))
+    result = diff(after, before, COOKIE)
+    kinds = {(c.kind, c.flow.table, c.flow.priority) for c in result.changes}
+    # table 0 in_port=2 goes and in_port=12 comes; 20, 22 change their output
+    assert kinds == {(Kind.ADD, 0, 1), (Kind.DELETE, 0, 1), (Kind.MODIFY, 20, 2), (Kind.MODIFY, 22, 1)}
+    (modify22,) = [c for c in result.changes if c.kind is Kind.MODIFY and c.flow.table == 22]
+    assert modify22.old is not None and modify22.old.render().endswith("output:2")
+    assert modify22.flow.render().endswith("output:12")
+
+
+def test_adds_come_before_modifies_before_deletes() -> None:
+    before = example()
+    after = example(lambda d: d["hosts"]["compute1"]["ofports"].update({"gre-c0a8640d": 12}))
+    kinds = [c.kind for c in diff(after, before, COOKIE).changes]
+    assert kinds == sorted(kinds, key=[Kind.ADD, Kind.MODIFY, Kind.DELETE].index)
+
+
+def test_deletes_go_from_the_first_table_on() -> None:
+    result = diff(example(remove_network_2), example(), COOKIE)
+    tables = [c.flow.table for c in result.of_kind(Kind.DELETE)]
+    assert tables == sorted(tables) and tables[0] == 0
+
+
+def test_foreign_flows_are_reported_and_never_touched() -> None:
+    flows = example()
+    result = diff(flows, (*flows, FOREIGN), COOKIE)
+    assert result.in_sync and result.foreign == (FOREIGN,)
+
+
+def test_a_foreign_flow_in_the_place_of_ours_is_a_conflict_not_an_overwrite() -> None:
+    flows = example()
+    squatter = Flow(flows[0].table, flows[0].priority, flows[0].match, cookie=0x42)
+    result = diff(flows, (squatter, *flows[1:]), COOKIE)
+    assert result.changes == () and result.conflicts == ((flows[0], squatter),)
+    assert not result.in_sync
+
+
+def test_learned_flows_survive_a_plain_diff() -> None:
+    flows = example()
+    result = diff(flows, (*flows, NET1_LEARNED, NET2_LEARNED), COOKIE)
+    assert result.in_sync and set(result.learned) == {NET1_LEARNED, NET2_LEARNED}
+
+
+def test_learned_flows_of_a_removed_network_are_deleted_and_only_those() -> None:
+    result = diff(example(remove_network_2), (*example(), NET1_LEARNED, NET2_LEARNED), COOKIE)
+    deleted = [c.flow for c in result.of_kind(Kind.DELETE)]
+    assert NET2_LEARNED in deleted and NET1_LEARNED not in deleted
+    assert result.learned == (NET1_LEARNED,)
+
+
+def test_learned_flows_of_a_remapped_network_are_deleted() -> None:
+    remapped = example(lambda d: d["hosts"]["compute1"]["local_vlans"].update({"net1": 7}))
+    result = diff(remapped, (*example(), NET1_LEARNED, NET2_LEARNED), COOKIE)
+    (stale,) = [c for c in result.of_kind(Kind.DELETE) if c.flow.table == 20 and c.flow.priority == 1]
+    assert stale.flow == NET1_LEARNED and "VLAN 1 no longer carries key 0x3e9" in stale.reason
+
+
+def test_a_vlan_reused_by_another_network_does_not_keep_the_old_keys_learned_flows() -> None:
+    """The Neutron leak PIPELINE.md describes: VLAN 1 now carries net2, its learned flows load net1's key."""
+    def swap(data: dict[str, Any]) -> None:
+        data["hosts"]["compute1"]["local_vlans"] = {"net1": 2, "net2": 1}
+    result = diff(example(swap), (*example(), NET1_LEARNED, NET2_LEARNED), COOKIE)
+    stale = {c.flow for c in result.of_kind(Kind.DELETE) if c.flow.table == 20 and c.flow.priority == 1}
+    assert stale == {NET1_LEARNED, NET2_LEARNED}
+
+
+def test_learned_flows_toward_a_removed_tunnel_port_are_deleted() -> None:
+    def drop_network_host(data: dict[str, Any]) -> None:
+        del data["hosts"]["network"]
+        del data["hosts"]["compute1"]["ofports"]["gre-c0a8640d"]
+    result = diff(example(drop_network_host), (*example(), NET1_LEARNED), COOKIE)
+    (stale,) = [c for c in result.of_kind(Kind.DELETE) if c.flow.table == 20 and c.flow.priority == 1]
+    assert stale.flow == NET1_LEARNED and "tunnel port 2 is gone" in stale.reason
+
+
+def test_learned_flows_of_another_cookie_are_foreign_even_when_stale() -> None:
+    other = learned(9, "fa:16:3e:aa:00:09", 77, 99, cookie=0x1)
+    result = diff(example(), (*example(), other), COOKIE)
+    assert result.in_sync and result.foreign == (other,)
+
+
+def test_changing_a_segmentation_id_modifies_in_place_and_drops_learned_flows_of_the_old_key() -> None:
+    changed = example(lambda d: d["networks"]["net1"].update({"segmentation_id": 1002}))
+    result = diff(changed, (*example(), NET1_LEARNED), COOKIE)
+    assert NET1_LEARNED in [c.flow for c in result.of_kind(Kind.DELETE)]
+    assert any(c.flow.table == 3 and c.flow.match.value("tun_id") == 1002 for c in result.of_kind(Kind.ADD))
+    assert any(c.flow.table == 22 for c in result.of_kind(Kind.MODIFY))
