@@ -33,14 +33,18 @@ def _load(path: str) -> Config:
     except InvalidConfig as error:
         for problem in error.errors:
             print(f"{path}: {problem}", file=sys.stderr)
-        count = len(error.errors)
-        print(f"{path}: {count} error{'s' if count != 1 else ''}; nothing applied", file=sys.stderr)
+        print(f"{path}: {_count(len(error.errors), 'error')}; nothing applied", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    print(f"{args.config}: valid ({len(config.networks)} networks, {len(config.hosts)} hosts)")
+    print(f"{args.config}: valid ({_count(len(config.networks), 'network')}, "
+          f"{_count(len(config.hosts), 'host')})")
     return EXIT_OK
 
 

@@ -1,0 +1,130 @@
+"""A private Open vSwitch (ovsdb-server + ovs-vswitchd) in its own network namespace.
+
+Each simulated host runs its own switch daemons (TESTBED.md: one userspace
+datapath for all hosts cannot route their tunnels), with OVS_RUNDIR,
+OVS_DBDIR and OVS_LOGDIR pointing at a private directory, so `ovs-vsctl`,
+`ovs-ofctl` and `ovs-appctl` run through `PrivateOvs.run` reach this
+instance and nothing else.  Daemons are stopped by the PIDs in their own
+pidfiles, after checking that the PID still belongs to a process of this
+instance: nothing is ever killed by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+DAEMONS = ("ovs-vswitchd", "ovsdb-server")  # stop order
+
+
+class OvsError(RuntimeError):
+    pass
+
+
+def kernel_datapath_available() -> bool:
+    """The kernel module is loaded (or loadable): Open vSwitch can use datapath_type=system."""
+    if Path("/sys/module/openvswitch").exists():
+        return True
+    if shutil.which("modprobe") is None:
+        return False
+    probe = subprocess.run(["modprobe", "-n", "openvswitch"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def datapath_type() -> str:
+    """`system` where the kernel module exists, else the userspace datapath `netdev`.
+
+    Private instances share one kernel: several ovs-vswitchd on the kernel
+    datapath would fight over the single `ovs-system` datapath, so callers
+    that run more than one instance should pass `netdev` explicitly.
+    """
+    return "system" if kernel_datapath_available() else "netdev"
+
+
+@dataclass
+class PrivateOvs:
+    name: str  # also the namespace name
+    rundir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        private = str(self.rundir)
+        return {**os.environ, "OVS_RUNDIR": private, "OVS_DBDIR": private, "OVS_LOGDIR": private}
+
+    @property
+    def db_socket(self) -> Path:
+        return self.rundir / "db.sock"
+
+    def _netns(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace, against this instance's switch."""
+        result = subprocess.run(self._netns(argv), env=self.env, capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise OvsError(f"{self.name}: {' '.join(argv)} failed ({result.returncode}): "
+                           f"{result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def vsctl(self, *argv: str) -> str:
+        return self.run("ovs-vsctl", "--timeout=10", *argv).stdout
+
+    def ofctl(self, *argv: str) -> str:
+        return self.run("ovs-ofctl", "-O", "OpenFlow13", *argv).stdout
+
+    def start(self) -> None:
+        """Create the namespace and start both daemons (detached, with pidfiles)."""
+        if Path(f"/run/netns/{self.name}").exists():
+            raise OvsError(f"network namespace {self.name} already exists; is a previous run still up?")
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.run("ip", "link", "set", "lo", "up")
+        db = self.rundir / "conf.db"
+        subprocess.run(["ovsdb-tool", "create", str(db), str(SCHEMA)], check=True, capture_output=True)
+        self.run("ovsdb-server", str(db), f"--remote=punix:{self.db_socket}",
+                 "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                 f"--pidfile={self.rundir / 'ovsdb-server.pid'}",
+                 f"--log-file={self.rundir / 'ovsdb-server.log'}",
+                 "-vconsole:off", "--detach", "--no-chdir")
+        self.vsctl("--no-wait", "init")
+        self.vsctl("--no-wait", "set", "Open_vSwitch", ".", f"external_ids:system-id={self.name}")
+        self.run("ovs-vswitchd", f"unix:{self.db_socket}",
+                 f"--pidfile={self.rundir / 'ovs-vswitchd.pid'}",
+                 f"--log-file={self.rundir / 'ovs-vswitchd.log'}",
+                 "-vconsole:off", "--detach", "--no-chdir")
+
+    def pid(self, daemon: str) -> int | None:
+        """The daemon's PID from its pidfile, if that process is still this instance's."""
+        try:
+            pid = int((self.rundir / f"{daemon}.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            return None
+        return pid if daemon in cmdline and str(self.rundir) in cmdline else None
+
+    def stop(self) -> None:
+        """Stop the daemons we started (by pidfile), delete the namespace and the run directory."""
+        for daemon in DAEMONS:
+            pid = self.pid(daemon)
+            if pid is None:
+                continue
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.pid(daemon) is not None:
+                time.sleep(0.05)
+            if self.pid(daemon) is not None:
+                os.kill(pid, signal.SIGKILL)
+        if Path(f"/run/netns/{self.name}").exists():
+            subprocess.run(["ip", "netns", "del", self.name], check=False)
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+    def add_bridge(self, bridge: str, *settings: str, datapath: str = "netdev") -> None:
+        self.vsctl("add-br", bridge, "--", "set", "Bridge", bridge, f"datapath_type={datapath}", *settings)
