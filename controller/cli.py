@@ -63,6 +63,24 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _listen(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:6653)")
+    return host, int(port)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from controller.datapath import datapath_type
+    from controller.launcher import RunOptions, run
+    from controller.ovsdb import default_target
+
+    listen_host, listen_port = args.listen
+    kind = args.datapath_type if args.datapath_type != "auto" else datapath_type()
+    return run(RunOptions(args.config, args.host, args.ovsdb or default_target(), listen_host, listen_port,
+                          args.hub, kind, args.pidfile, args.log_file, args.verbose))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="brtun", description=DESCRIPTION,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +103,29 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("config", metavar="CONFIG", help="the brtun YAML config")
     render.add_argument("--host", metavar="NAME", help="only this host, without the header line")
     render.set_defaults(func=cmd_render)
+
+    run = commands.add_parser(
+        "run", help="run the agent that owns this host's br-tun (one per host, like Neutron's)",
+        description="Run the per-host agent: make br-tun, br-int, the patch ports and the tunnel "
+                    "ports exist in the switch database with Neutron's names and options, tag "
+                    "VM ports on br-int, listen for both bridges' OpenFlow connections, and "
+                    "keep their flows equal to `brtun render` (read back, diff, send only the "
+                    "difference in one bundle). SIGTERM stops it and leaves every flow in place.")
+    run.add_argument("config", metavar="CONFIG", help="the brtun YAML config")
+    run.add_argument("--host", required=True, metavar="NAME", help="which host of the config this is")
+    run.add_argument("--ovsdb", metavar="unix:PATH",
+                     help="the switch database (default: the one ovs-vsctl uses, $OVS_RUNDIR/db.sock)")
+    run.add_argument("--listen", type=_listen, default=("127.0.0.1", 6653), metavar="HOST:PORT",
+                     help="where the bridges connect (default 127.0.0.1:6653)")
+    run.add_argument("--hub", choices=("eventlet", "native"), default="eventlet",
+                     help="os-ken's hub (default eventlet, as Neutron's agent runs)")
+    run.add_argument("--datapath-type", choices=("auto", "netdev", "system"), default="auto",
+                     help="datapath for bridges brtun creates: system where the openvswitch "
+                          "kernel module exists, else the userspace netdev (default auto)")
+    run.add_argument("--pidfile", metavar="PATH", help="write the agent's PID here")
+    run.add_argument("--log-file", metavar="PATH", help="also log here")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
+    run.set_defaults(func=cmd_run)
     return top
 
 

@@ -55,6 +55,11 @@ class Host:
     local_vlans: tuple[tuple[str, int], ...] = ()  # as configured; the rest are assigned
     ofports: tuple[tuple[str, int], ...] = ()  # as configured; the rest follow the rule
     ports: tuple[Port, ...] = ()
+    int_datapath_id: int = 0  # br-int's; 0 means datapath_id | INT_DATAPATH_ID_BIT
+
+    @property
+    def br_int_datapath_id(self) -> int:
+        return self.int_datapath_id or (self.datapath_id | INT_DATAPATH_ID_BIT)
 
     @property
     def carried_networks(self) -> frozenset[str]:
@@ -98,7 +103,9 @@ class InvalidConfig(ValueError):
 _TOP_KEYS = ("cookie", "options", "networks", "hosts", "testbed")
 _OPTION_KEYS = ("l2_population", "arp_responder", "learn_hard_timeout", "dont_fragment")
 _NETWORK_KEYS = ("type", "segmentation_id")
-_HOST_KEYS = ("datapath_id", "local_ip", "tunnel_types", "local_vlans", "ofports", "ports")
+_HOST_KEYS = ("datapath_id", "int_datapath_id", "local_ip", "tunnel_types", "local_vlans", "ofports",
+              "ports")
+INT_DATAPATH_ID_BIT = 1 << 60  # default br-int datapath ID: br-tun's with this bit set
 _PORT_KEYS = ("network", "mac", "ip", "name")
 
 
@@ -206,11 +213,15 @@ def _hosts(check: Checker, raw: object, networks: Mapping[str, Network]) -> list
         if name is None:
             continue
         host, dpid, local_ip = _host(check, name, value, networks, used_types)
-        if dpid is not None and dpid in dpid_owner:
-            check.error(f"hosts.{name}.datapath_id",
-                        f"{dpid:#x} is already the datapath ID of {dpid_owner[dpid]}")
-        elif dpid is not None:
-            dpid_owner[dpid] = name
+        dpids = [("datapath_id", dpid)]
+        if host is not None and (host.int_datapath_id or dpid not in dpid_owner):
+            dpids.append(("int_datapath_id", host.br_int_datapath_id))
+        for field, number in dpids:
+            if number is not None and number in dpid_owner:
+                check.error(f"hosts.{name}.{field}",
+                            f"{number:#x} is already the datapath ID of {dpid_owner[number]}")
+            elif number is not None:
+                dpid_owner[number] = f"{name}'s {'br-tun' if field == 'datapath_id' else 'br-int'}"
         if local_ip is not None and local_ip in ip_owner:
             check.error(f"hosts.{name}.local_ip",
                         f"{local_ip} is already the local_ip of {ip_owner[local_ip]}")
@@ -243,9 +254,14 @@ def _host(check: Checker, name: str, raw: object, networks: Mapping[str, Network
     ports = _ports(check, path, entry.get("ports", []), networks, tunnel_types, "tunnel_types" in entry)
     local_vlans = _local_vlans(check, path, entry.get("local_vlans", {}), networks)
     ofports = _explicit_ofports(check, path, entry.get("ofports", {}))
+    int_dpid = 0
+    if "int_datapath_id" in entry:
+        int_dpid = check.integer(f"{path}.int_datapath_id", entry["int_datapath_id"], 1, 2**64 - 1,
+                                 hex_text=True, what="datapath ID") or 0
     if dpid is None or local_ip is None:
         return None, dpid, local_ip
-    return Host(name, dpid, local_ip, tunnel_types, local_vlans, ofports, ports), dpid, local_ip
+    host = Host(name, dpid, local_ip, tunnel_types, local_vlans, ofports, ports, int_dpid)
+    return host, dpid, local_ip
 
 
 def _ports(check: Checker, host_path: str, raw: object, networks: Mapping[str, Network],

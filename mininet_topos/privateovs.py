@@ -20,32 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.datapath import datapath_type, kernel_datapath_available  # noqa: F401
+
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")  # stop order
 
 
 class OvsError(RuntimeError):
     pass
-
-
-def kernel_datapath_available() -> bool:
-    """The kernel module is loaded (or loadable): Open vSwitch can use datapath_type=system."""
-    if Path("/sys/module/openvswitch").exists():
-        return True
-    if shutil.which("modprobe") is None:
-        return False
-    probe = subprocess.run(["modprobe", "-n", "openvswitch"], capture_output=True, check=False)
-    return probe.returncode == 0
-
-
-def datapath_type() -> str:
-    """`system` where the kernel module exists, else the userspace datapath `netdev`.
-
-    Private instances share one kernel: several ovs-vswitchd on the kernel
-    datapath would fight over the single `ovs-system` datapath, so callers
-    that run more than one instance should pass `netdev` explicitly.
-    """
-    return "system" if kernel_datapath_available() else "netdev"
 
 
 @dataclass

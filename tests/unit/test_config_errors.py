@@ -102,7 +102,8 @@ CHANGES = [
     ("hosts.c2.local_ip", "192.168.100.11", "hosts.c2.local_ip: 192.168.100.11 is already the local_ip of c1"),
     ("hosts.c1.local_ip", "DELETE", "hosts.c1.local_ip: missing"),
     ("hosts.c1.locl_ip", "1.2.3.4", "hosts.c1.locl_ip: unknown key; did you mean local_ip?"),
-    ("hosts.c2.datapath_id", 0xB01, "hosts.c2.datapath_id: 0xb01 is already the datapath ID of c1"),
+    ("hosts.c2.datapath_id", 0xB01, "hosts.c2.datapath_id: 0xb01 is already the datapath ID of c1's br-tun"),
+    ("hosts.c2.int_datapath_id", 0xB01, "hosts.c2.int_datapath_id: 0xb01 is already the datapath ID of c1's br-tun"),
     ("hosts.c2.datapath_id", 0, "hosts.c2.datapath_id: 0x0 is outside 0x1..0xffffffffffffffff"),
     ("hosts.c2.datapath_id", "zz", "hosts.c2.datapath_id: 'zz' is not a hexadecimal datapath ID"),
     ("hosts.c1.tunnel_types", ["gre", "gre"], "hosts.c1.tunnel_types[1]: gre is listed twice"),
@@ -220,7 +221,7 @@ def test_check_exits_2_and_prints_every_error_to_stderr(tmp_path: Any, capsys: p
         main(["check", str(path)])
     assert caught.value.code == 2
     err = capsys.readouterr().err
-    assert f"{path}: hosts.c2.datapath_id: 0xb01 is already the datapath ID of c1" in err
+    assert f"{path}: hosts.c2.datapath_id: 0xb01 is already the datapath ID of c1's br-tun" in err
     assert f"{path}: 1 error; nothing applied" in err
 
 

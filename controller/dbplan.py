@@ -1,0 +1,259 @@
+"""What the switch database of one host should hold, and the operations that get it there.
+
+Pure: it compares the desired bridges and ports (from the config, Neutron's
+names and options) with an observed snapshot and returns operations as
+values; `controller.ovsdb` carries them out in one transaction.  Rules:
+- br-tun and br-int exist with fail_mode=secure, OpenFlow 1.3, in-band
+  control off, our controller and the configured datapath IDs;
+- patch-int (br-tun) and patch-tun (br-int) peer each other;
+- the tunnel ports the config implies exist with Neutron's options; an
+  existing port with the right name is adopted, and fixed in place if its
+  options are wrong, never recreated (its ofport stays);
+- tunnel ports brtun created (external_ids:brtun) that the config no longer
+  implies are deleted; other unknown tunnel ports are reported and left alone
+  (they get no flows);
+- each VM port on br-int is tagged with its network's local VLAN; a VIF port
+  (one with Nova's attached-mac or iface-id) that matches no config port gets
+  Neutron's dead VLAN 4095.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flows import naming
+from flows.config import Config, Host, Port
+from flows.model import local_vlans, requested_ofports, tunnel_ports
+
+BR_TUN = "br-tun"
+BR_INT = "br-int"
+OWNER_KEY = "brtun"  # external_ids key marking ports brtun manages (value: host name)
+PROTOCOLS = ("OpenFlow13",)
+
+
+@dataclass(frozen=True)
+class BridgeSpec:
+    name: str
+    datapath_id: int
+    datapath_type: str
+    controller: str
+
+    @property
+    def other_config(self) -> dict[str, str]:
+        return {"datapath-id": f"{self.datapath_id:016x}", "disable-in-band": "true"}
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    bridge: str
+    name: str
+    type: str
+    options: tuple[tuple[str, str], ...]
+    ofport_request: int | None = None
+
+
+@dataclass(frozen=True)
+class ObservedPort:
+    name: str
+    bridge: str
+    type: str
+    options: dict[str, str] = field(default_factory=dict)
+    ofport: int | None = None
+    tag: int | None = None
+    external_ids: dict[str, str] = field(default_factory=dict)  # the Port's and Interface's, merged
+
+
+@dataclass(frozen=True)
+class ObservedBridge:
+    name: str
+    datapath_type: str
+    fail_mode: str | None
+    protocols: tuple[str, ...]
+    other_config: dict[str, str]
+    controllers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Observed:
+    bridges: dict[str, ObservedBridge]
+    ports: dict[str, ObservedPort]  # by port name (unique across bridges in Open vSwitch)
+
+    def ofports(self, bridge: str) -> dict[str, int]:
+        return {p.name: p.ofport for p in self.ports.values()
+                if p.bridge == bridge and p.ofport is not None and p.ofport > 0}
+
+
+# ----- operations ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class EnsureBridge:
+    spec: BridgeSpec
+    create: bool
+    set_controller: bool = True  # False keeps the controller row, so the connection stays up
+
+    def describe(self) -> str:
+        verb = "create" if self.create else "fix settings of"
+        return f"{verb} {self.spec.name} (datapath ID {self.spec.datapath_id:#x}, {self.spec.datapath_type})"
+
+
+@dataclass(frozen=True)
+class AddPort:
+    spec: PortSpec
+    owner: str
+
+    def describe(self) -> str:
+        return f"add {self.spec.name} to {self.spec.bridge} ({self.spec.type})"
+
+
+@dataclass(frozen=True)
+class FixPort:
+    """Set type/options in place (the port keeps its ofport) and mark it as ours."""
+
+    spec: PortSpec
+    owner: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"fix {self.spec.name} on {self.spec.bridge}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DeletePort:
+    bridge: str
+    name: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"delete {self.name} from {self.bridge}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class SetTag:
+    name: str
+    tag: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"tag {self.name} with VLAN {self.tag}: {self.reason}"
+
+
+Operation = EnsureBridge | AddPort | FixPort | DeletePort | SetTag
+
+
+@dataclass(frozen=True)
+class Plan:
+    operations: tuple[Operation, ...]
+    notes: tuple[str, ...]  # things reported and left alone
+
+
+# ----- desired state -------------------------------------------------------
+
+def bridge_specs(host: Host, controller: str, datapath_type: str) -> tuple[BridgeSpec, BridgeSpec]:
+    return (BridgeSpec(BR_TUN, host.datapath_id, datapath_type, controller),
+            BridgeSpec(BR_INT, host.br_int_datapath_id, datapath_type, controller))
+
+
+def tunnel_options(config: Config, host: Host, remote_ip: str) -> tuple[tuple[str, str], ...]:
+    """Neutron's `add_tunnel_port` options."""
+    options = {"remote_ip": remote_ip, "local_ip": host.local_ip, "in_key": "flow", "out_key": "flow",
+               "df_default": "true" if config.options.dont_fragment else "false"}
+    return tuple(sorted(options.items()))
+
+
+def port_specs(config: Config, host: Host) -> list[PortSpec]:
+    requested = requested_ofports(host, config)
+    specs = [
+        PortSpec(BR_TUN, naming.PATCH_INT, "patch", (("peer", naming.PATCH_TUN),),
+                 requested[naming.PATCH_INT]),
+        PortSpec(BR_INT, naming.PATCH_TUN, "patch", (("peer", naming.PATCH_INT),)),
+    ]
+    for name, tunnel_type, remote in tunnel_ports(host, config):
+        specs.append(PortSpec(BR_TUN, name, tunnel_type, tunnel_options(config, host, remote.local_ip),
+                              requested[name]))
+    return specs
+
+
+def vif_tag(config: Config, host: Host, port: ObservedPort) -> tuple[int, Port | None] | None:
+    """The VLAN a br-int port should carry, or None for a port that is not a VIF."""
+    vlans = local_vlans(host, config)
+    by_name = {p.name: p for p in host.ports if p.name}
+    match = by_name.get(port.name)
+    if match is None:
+        mac = port.external_ids.get("attached-mac", "").lower()
+        match = next((p for p in host.ports if p.mac == mac and not p.name), None) if mac else None
+    if match is not None:
+        return vlans[match.network], match
+    if "attached-mac" in port.external_ids or "iface-id" in port.external_ids:
+        return naming.DEAD_VLAN, None
+    return None
+
+
+# ----- the plan ------------------------------------------------------------
+
+def plan(config: Config, host_name: str, observed: Observed, controller: str, datapath_type: str) -> Plan:
+    host = config.host(host_name)
+    operations: list[Operation] = []
+    notes: list[str] = []
+    for spec in bridge_specs(host, controller, datapath_type):
+        _plan_bridge(spec, observed.bridges.get(spec.name), operations, notes)
+    wanted = port_specs(config, host)
+    wanted_names = {spec.name for spec in wanted}
+    for spec in wanted:
+        _plan_port(spec, observed.ports.get(spec.name), host.name, operations, notes)
+    for port in sorted(observed.ports.values(), key=lambda p: p.name):
+        if port.bridge == BR_TUN and port.name not in wanted_names and port.name != BR_TUN:
+            if port.external_ids.get(OWNER_KEY):
+                operations.append(DeletePort(BR_TUN, port.name, "the config no longer implies it"))
+            elif port.type in naming.TYPE_DIGIT or naming.parse_tunnel_port_name(port.name):
+                notes.append(f"{port.name} on {BR_TUN} is not a tunnel port of this config: "
+                             "left alone, its packets are dropped (no table 0 flow)")
+        if port.bridge == BR_INT and port.name not in (BR_INT, naming.PATCH_TUN):
+            _plan_tag(config, host, port, operations)
+    return Plan(tuple(operations), tuple(notes))
+
+
+def _plan_bridge(spec: BridgeSpec, seen: ObservedBridge | None, operations: list[Operation],
+                 notes: list[str]) -> None:
+    if seen is None:
+        operations.append(EnsureBridge(spec, create=True))
+        return
+    if seen.datapath_type != spec.datapath_type:
+        notes.append(f"{spec.name} runs on the {seen.datapath_type or 'system'} datapath, not "
+                     f"{spec.datapath_type}: left as it is (changing it would renumber its ports)")
+    controller_right = seen.controllers == (spec.controller,)
+    right = (seen.fail_mode == "secure" and seen.protocols == PROTOCOLS and controller_right
+             and all(seen.other_config.get(k) == v for k, v in spec.other_config.items()))
+    if not right:
+        operations.append(EnsureBridge(spec, create=False, set_controller=not controller_right))
+
+
+def _plan_port(spec: PortSpec, seen: ObservedPort | None, owner: str, operations: list[Operation],
+               notes: list[str]) -> None:
+    if seen is None:
+        operations.append(AddPort(spec, owner))
+        return
+    if seen.bridge != spec.bridge:
+        notes.append(f"{spec.name} is on {seen.bridge}, not {spec.bridge}: left alone")
+        return
+    reasons = []
+    if seen.type != spec.type:
+        reasons.append(f"type {seen.type or 'system'} -> {spec.type}")
+    if seen.options != dict(spec.options):
+        changed = sorted(k for k in set(seen.options) | set(dict(spec.options))
+                         if seen.options.get(k) != dict(spec.options).get(k))
+        reasons.append("options " + ", ".join(changed))
+    if seen.external_ids.get(OWNER_KEY) != owner:
+        reasons.append("adopted")
+    if reasons:
+        operations.append(FixPort(spec, owner, "; ".join(reasons)))
+
+
+def _plan_tag(config: Config, host: Host, port: ObservedPort, operations: list[Operation]) -> None:
+    decided = vif_tag(config, host, port)
+    if decided is None:
+        return
+    tag, match = decided
+    if port.tag == tag:
+        return
+    reason = f"port of {match.network} ({match.mac})" if match else "no config port has its MAC (dead VLAN)"
+    operations.append(SetTag(port.name, tag, reason))

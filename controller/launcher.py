@@ -1,0 +1,117 @@
+"""Start the os-ken app from Python (os-ken 4 has no osken-manager) and stop it cleanly.
+
+Two os-ken 4.2 pitfalls shape this: `os_ken.base.app_manager` must be
+imported before `os_ken.controller.controller` (circular import otherwise),
+and `AppManager.run_apps` crashes at shutdown on the native hub (its
+threads have no `kill`), so the apps are loaded, instantiated and waited on
+here.  SIGTERM and SIGINT stop the agent: flows and ports stay in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.hub import select_hub
+
+LOG = logging.getLogger("brtun")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    config_path: str
+    host: str
+    ovsdb: str
+    listen_host: str
+    listen_port: int
+    hub: str
+    datapath_type: str
+    pidfile: str | None = None
+    log_file: str | None = None
+    verbose: bool = False
+
+
+def setup_logging(log_file: str | None, verbose: bool) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if not verbose:
+        for noisy in ("os_ken", "ovsdbapp", "ovs"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(options: RunOptions) -> int:
+    """Run the agent until SIGTERM/SIGINT; returns the process exit status."""
+    from flows.config import InvalidConfig, load_config
+
+    setup_logging(options.log_file, options.verbose)
+    try:
+        config = load_config(options.config_path)
+    except InvalidConfig as error:
+        for problem in error.errors:
+            LOG.error("%s: %s", options.config_path, problem)
+        return 2
+    if options.host not in config.host_names:
+        LOG.error("no host %r in %s (hosts: %s)", options.host, options.config_path,
+                  ", ".join(config.host_names))
+        return 2
+
+    select_hub(options.hub)
+    # Import order matters from here on (see the module docstring).
+    # isort: off
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+    from os_ken.lib import hub
+
+    import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
+    from controller.agent import Agent, AgentSettings
+    # isort: on
+
+    cfg.CONF(args=[], project="os_ken", default_config_files=[])
+    cfg.CONF.set_override("ofp_listen_host", options.listen_host)
+    # An explicit port, or os-ken also listens on the legacy 6633.
+    cfg.CONF.set_override("ofp_tcp_listen_port", options.listen_port)
+
+    controller = f"tcp:{options.listen_host}:{options.listen_port}"
+    agent = Agent(AgentSettings(config, options.host, options.ovsdb, controller, options.datapath_type))
+    stopping = hub.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        LOG.info("received %s: stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if options.pidfile:
+        Path(options.pidfile).write_text(f"{os.getpid()}\n")
+
+    manager = AppManager.get_instance()
+    manager.load_apps(["controller.app"])
+    contexts = manager.create_contexts()
+    contexts["brtun_agent"] = agent
+    manager.instantiate_apps(**contexts)
+    LOG.info("listening for OpenFlow on %s:%d (%s hub)", options.listen_host, options.listen_port,
+             options.hub)
+    try:
+        agent.start()
+        while not stopping.is_set():
+            stopping.wait(timeout=0.5)
+    except Exception:
+        LOG.exception("the agent failed")
+        status = 1
+    else:
+        status = 0
+    finally:
+        agent.stop()
+        if options.pidfile:
+            Path(options.pidfile).unlink(missing_ok=True)
+        logging.shutdown()
+    # The hub's server threads block in accept() and cannot be joined on the
+    # native hub; everything of ours is stopped, so leave without waiting.
+    os._exit(status)

@@ -1,0 +1,139 @@
+"""One connected bridge: read its flows back, send a difference in one bundle, confirm it.
+
+Requests are sent from the agent's worker thread, which then waits; the
+os-ken event handlers hand the replies over (`deliver`).  Nothing here
+decides *what* to change: that is flows.diff.  A bundle is atomic (ONF
+bundle extension, which Open vSwitch implements for OpenFlow 1.3): the
+switch applies all of a difference or none of it, and a barrier confirms.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from os_ken.lib import hub
+
+from flows import ofmsg
+from flows.diff import Change
+from flows.flow import Flow
+
+LOG = logging.getLogger("brtun.switch")
+_bundle_ids = itertools.count(1)
+
+
+class SwitchTimeout(RuntimeError):
+    pass
+
+
+@dataclass
+class _Waiter:
+    done: Any = field(default_factory=hub.Event)
+    replies: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class SendResult:
+    sent: int
+    errors: list[str]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class SwitchSession:
+    def __init__(self, datapath: Any, bridge: str) -> None:
+        self.datapath = datapath
+        self.bridge = bridge
+        self.errors_total = 0
+        self._waiters: dict[int, _Waiter] = {}
+        self._in_flight: dict[int, str] = {}  # xid -> what it was, for error reports
+        self._errors: dict[int, list[str]] = {}
+
+    @property
+    def dpid(self) -> int:
+        return int(self.datapath.id)
+
+    # ----- called from os-ken's event thread ----------------------------
+    def deliver(self, msg: Any) -> None:
+        """A reply (flow stats part, barrier, bundle control) for a request we wait on."""
+        waiter = self._waiters.get(msg.xid)
+        if waiter is None:
+            return
+        waiter.replies.append(msg)
+        more = getattr(msg, "flags", 0) & self.datapath.ofproto.OFPMPF_REPLY_MORE
+        if type(msg).__name__ == "OFPFlowStatsReply" and more:
+            return
+        waiter.done.set()
+
+    def error(self, msg: Any) -> None:
+        """An OpenFlow error: log it with the request that caused it, count it, carry on."""
+        self.errors_total += 1
+        what = self._in_flight.get(msg.xid, "a request brtun does not track")
+        text = f"OpenFlow error type={msg.type} code={msg.code} on {self.bridge} for {what}"
+        LOG.error(text)
+        self._errors.setdefault(msg.xid, []).append(text)
+        waiter = self._waiters.get(msg.xid)
+        if waiter is not None:
+            waiter.replies.append(msg)
+            waiter.done.set()
+
+    # ----- called from the agent's worker thread ------------------------
+    def _request(self, msg: Any, timeout: float) -> list[Any]:
+        xid = self.datapath.set_xid(msg)
+        waiter = _Waiter()
+        self._waiters[xid] = waiter
+        try:
+            self.datapath.send_msg(msg)
+            if not waiter.done.wait(timeout=timeout):
+                raise SwitchTimeout(f"{self.bridge}: no reply to {type(msg).__name__} in {timeout:.0f} s")
+            return waiter.replies
+        finally:
+            self._waiters.pop(xid, None)
+
+    def read_flows(self, timeout: float = 30) -> list[Flow]:
+        """Every flow of every table, as the switch reports them."""
+        ofp, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        request = parser.OFPFlowStatsRequest(self.datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                             0, 0, parser.OFPMatch())
+        flows = []
+        for reply in self._request(request, timeout):
+            if type(reply).__name__ == "OFPErrorMsg":
+                raise RuntimeError(f"{self.bridge} refused to list its flows")
+            flows.extend(ofmsg.from_flow_stats(stats) for stats in reply.body)
+        return flows
+
+    def send_changes(self, changes: tuple[Change, ...], timeout: float = 30) -> SendResult:
+        """All changes in one atomic, ordered bundle, then a barrier."""
+        started = time.monotonic()
+        if not changes:
+            return SendResult(0, [], 0.0)
+        dp = self.datapath
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        bundle = next(_bundle_ids)
+        flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+        tracked: list[int] = []
+        dp.send_msg(parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        for change in changes:
+            add = parser.ONFBundleAddMsg(dp, bundle, flags, ofmsg.change_message(dp, change), [])
+            xid = dp.set_xid(add)
+            self._in_flight[xid] = f"{change.kind.value} {change.flow.render()}"
+            tracked.append(xid)
+            dp.send_msg(add)
+        commit = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, [])
+        commit_xid = dp.set_xid(commit)
+        self._in_flight[commit_xid] = f"the commit of bundle {bundle} ({len(changes)} changes)"
+        tracked.append(commit_xid)
+        dp.send_msg(commit)
+        try:
+            self._request(parser.OFPBarrierRequest(dp), timeout)
+        finally:
+            errors = [text for xid in tracked for text in self._errors.pop(xid, [])]
+            for xid in tracked:
+                self._in_flight.pop(xid, None)
+        return SendResult(len(changes), errors, time.monotonic() - started)
