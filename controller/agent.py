@@ -29,6 +29,7 @@ from flows.flow import Flow
 from flows.model import build_bridge
 
 LOG = logging.getLogger("brtun.agent")
+RETRY_SECONDS = 5.0  # after the switch refused a change
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Agent:
         self.sessions: dict[str, SwitchSession] = {}
         self.counters = Counters()
         self._dirty: set[str] = set()
+        self._retry_at: dict[str, float] = {}  # bridge -> when to try a refused change again
         self._wake = hub.Event()
         self._running = False
         self._seqno = -1
@@ -131,6 +133,11 @@ class Agent:
             try:
                 if self.db is not None and self.db.change_seqno != self._seqno:
                     self.sync_database()
+                now = time.monotonic()
+                for bridge, when in list(self._retry_at.items()):
+                    if when <= now:
+                        del self._retry_at[bridge]
+                        self._dirty.add(bridge)
                 for bridge in sorted(self._dirty):
                     self._dirty.discard(bridge)
                     self.reconcile(bridge)
@@ -193,14 +200,16 @@ class Agent:
         sent = session.send_changes(result.changes)
         self.counters.flow_mods += sent.sent
         self.counters.openflow_errors = sum(s.errors_total for s in self.sessions.values())
-        counts = ", ".join(f"{len(result.of_kind(kind))} {kind.value}s" for kind in Kind)
+        counts = ", ".join(f"{len(result.of_kind(kind))} {_PLURAL[kind]}" for kind in Kind)
         if sent.ok:
             LOG.info("%s: sent %s in one bundle; barrier confirmed (%.3f s)", summary, counts,
                      time.monotonic() - started)
         else:
-            LOG.error("%s: the bundle of %s was refused (%d errors); the switch is unchanged",
-                      summary, counts, len(sent.errors))
+            LOG.error("%s: the bundle of %s was refused (%d errors); the switch is unchanged; "
+                      "retrying in %.0f s", summary, counts, len(sent.errors), RETRY_SECONDS)
+            self._retry_at[bridge] = time.monotonic() + RETRY_SECONDS
         return result
 
 
 _PORT_REASONS = {0: "added", 1: "deleted", 2: "modified"}
+_PLURAL = {Kind.ADD: "adds", Kind.MODIFY: "modifies", Kind.DELETE: "deletes"}

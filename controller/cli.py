@@ -72,13 +72,13 @@ def _listen(text: str) -> tuple[str, int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.datapath import datapath_type
-    from controller.launcher import RunOptions, run
-    from controller.ovsdb import default_target
+    from controller.launcher import RunOptions, default_ovsdb_target, run
 
     listen_host, listen_port = args.listen
     kind = args.datapath_type if args.datapath_type != "auto" else datapath_type()
-    return run(RunOptions(args.config, args.host, args.ovsdb or default_target(), listen_host, listen_port,
-                          args.hub, kind, args.pidfile, args.log_file, args.verbose))
+    ovsdb = args.ovsdb or default_ovsdb_target()
+    return run(RunOptions(args.config, args.host, ovsdb, listen_host, listen_port, args.hub, kind,
+                          args.pidfile, args.log_file, args.verbose))
 
 
 def parser() -> argparse.ArgumentParser:

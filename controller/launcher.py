@@ -35,6 +35,12 @@ class RunOptions:
     verbose: bool = False
 
 
+def default_ovsdb_target() -> str:
+    """The database `ovs-vsctl` would use: $OVS_RUNDIR/db.sock (default /var/run/openvswitch)."""
+    rundir = os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")
+    return f"unix:{rundir}/db.sock"
+
+
 def setup_logging(log_file: str | None, verbose: bool) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:

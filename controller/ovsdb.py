@@ -8,7 +8,6 @@ transaction, so the database sees all of a change or none of it.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from ovsdbapp.backend.ovs_idl import connection
@@ -28,12 +27,6 @@ from controller.dbplan import (
 )
 
 LOG = logging.getLogger("brtun.ovsdb")
-
-
-def default_target() -> str:
-    """The database `ovs-vsctl` would use: $OVS_RUNDIR/db.sock (default /var/run/openvswitch)."""
-    rundir = os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")
-    return f"unix:{rundir}/db.sock"
 
 
 class SwitchDatabase:

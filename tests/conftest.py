@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+PROJECT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 CONFIGS = DATA / "configs"
 EXPECTED = DATA / "expected"

@@ -1,0 +1,66 @@
+"""Helpers for integration tests: read a private switch, watch it independently of the agent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from mininet_topos.privateovs import PrivateOvs
+
+
+def dump(ovs: PrivateOvs, bridge: str, *filters: str) -> list[str]:
+    """The bridge's flows as the switch prints them, sorted, without statistics."""
+    return sorted(ovs.ofctl("--no-stats", "dump-flows", bridge, *filters).splitlines())
+
+
+def rendered(*argv: str) -> list[str]:
+    """`brtun ARGS` output lines, sorted (the command run as a user would)."""
+    from tests.conftest import PROJECT
+
+    result = subprocess.run([sys.executable, "-m", "controller.cli", *argv], capture_output=True, text=True,
+                            check=True, cwd=PROJECT)
+    return sorted(result.stdout.splitlines())
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class FlowMonitor:
+    """`ovs-ofctl monitor BRIDGE watch:!initial`: every flow change on the switch, whoever makes it."""
+
+    def __init__(self, ovs: PrivateOvs, bridge: str = "br-tun") -> None:
+        self.ovs = ovs
+        self.bridge = bridge
+        self.output = ""
+        self._log = ovs.rundir / f"monitor-{bridge}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> FlowMonitor:
+        with self._log.open("wb") as log:
+            self._process = subprocess.Popen(
+                ["ip", "netns", "exec", self.ovs.name, "ovs-ofctl", "-O", "OpenFlow13", "monitor",
+                 self.bridge, "watch:!initial"], stdout=log, stderr=subprocess.STDOUT, env=self.ovs.env)
+        wait_until(lambda: "FLOW_MONITOR reply" in self._log.read_text(), 10, "the flow monitor to start")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        time.sleep(0.3)  # let the last updates arrive
+        assert self._process is not None
+        self._process.terminate()
+        self._process.wait(timeout=5)
+        self.output = Path(self._log).read_text()
+
+    @property
+    def events(self) -> list[str]:
+        return [line.strip() for line in self.output.splitlines() if "event=" in line]
