@@ -237,3 +237,30 @@ def test_vm_ports_on_br_int_get_their_networks_local_vlan_and_strangers_the_dead
     assert get(ovs, "Port", "qvo-net2", "tag") == "2"
     assert get(ovs, "Port", "not-a-vif", "tag") == "[]"
     assert "tag qvo-stranger with VLAN 4095: no config port has its MAC (dead VLAN)" in agent.log()
+
+
+def test_removing_a_host_deletes_its_tunnel_port_its_flows_and_the_flows_learned_through_it(
+        agent: AgentProcess, tmp_path: Path) -> None:
+    ovs = agent.ovs
+    agent.start()
+    agent.wait_in_sync()
+    ovs.run("ovs-appctl", "ofproto/trace", "br-tun",
+            "in_port=2,tun_id=0x3e9,dl_src=fa:16:3e:aa:00:01,dl_dst=ff:ff:ff:ff:ff:ff", "-generate")
+    ovs.run("ovs-appctl", "ofproto/trace", "br-tun",
+            "in_port=3,tun_id=0x1388,dl_src=fa:16:3e:aa:00:02,dl_dst=ff:ff:ff:ff:ff:ff", "-generate")
+    assert len([line for line in dump(ovs, "br-tun") if "table=20, hard_timeout" in line]) == 2
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    del data["hosts"]["network"]
+    del data["hosts"]["compute1"]["ofports"]["gre-c0a8640d"]
+    shrunk = tmp_path / "shrunk.yaml"
+    shrunk.write_text(yaml.safe_dump(data))
+    agent.stop()
+    agent.start(shrunk)
+    log = agent.wait_in_sync()
+    assert "delete gre-c0a8640d from br-tun: the config no longer implies it" in log
+    assert "gre-c0a8640d" not in ovs.vsctl("list-ports", "br-tun")
+    after = dump(ovs, "br-tun")
+    learned = [line for line in after if "table=20, hard_timeout" in line]
+    assert len(learned) == 1 and "dl_dst=fa:16:3e:aa:00:02" in learned[0]  # the vxlan one stays
+    static = [line for line in after if "table=20, hard_timeout" not in line]
+    assert static == expected_br_tun(shrunk, "compute1", {"patch-int": 1, "vxlan-c0a8640c": 3})
