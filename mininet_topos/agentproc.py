@@ -7,7 +7,6 @@ its PID comes from its own pidfile, its log goes to the run directory.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mininet_topos import pids
 from mininet_topos.privateovs import PrivateOvs
 
 BRTUN = [sys.executable, "-m", "controller.cli"]
@@ -97,10 +97,6 @@ class AgentProcess:
                 self.process.wait()
         code = self.process.returncode
         self.process = None
-        if self.pidfile.exists():  # SIGKILL leaves it behind
-            pid = int(self.pidfile.read_text().strip() or 0)
-            cmdline = Path(f"/proc/{pid}/cmdline")
-            if pid and cmdline.exists() and str(self.config) in cmdline.read_text():
-                os.kill(pid, signal.SIGKILL)
-            self.pidfile.unlink(missing_ok=True)
+        pids.stop(self.pidfile, str(self.config))  # a SIGKILLed agent leaves its pidfile
+        self.pidfile.unlink(missing_ok=True)
         return code

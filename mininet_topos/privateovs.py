@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from controller.datapath import datapath_type, kernel_datapath_available  # noqa: F401
+from mininet_topos import pids
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")  # stop order
@@ -62,12 +61,14 @@ class PrivateOvs:
     def ofctl(self, *argv: str) -> str:
         return self.run("ovs-ofctl", "-O", "OpenFlow13", *argv).stdout
 
-    def start(self) -> None:
-        """Create the namespace and start both daemons (detached, with pidfiles)."""
-        if Path(f"/run/netns/{self.name}").exists():
-            raise OvsError(f"network namespace {self.name} already exists; is a previous run still up?")
+    def start(self, create_namespace: bool = True) -> None:
+        """Start both daemons (detached, with pidfiles), in a new namespace unless told
+        the namespace exists already (a Mininet node made it)."""
+        if create_namespace:
+            if Path(f"/run/netns/{self.name}").exists():
+                raise OvsError(f"network namespace {self.name} already exists; is a previous run still up?")
+            subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.rundir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.run("ip", "link", "set", "lo", "up")
         db = self.rundir / "conf.db"
         subprocess.run(["ovsdb-tool", "create", str(db), str(SCHEMA)], check=True, capture_output=True)
@@ -85,26 +86,13 @@ class PrivateOvs:
 
     def pid(self, daemon: str) -> int | None:
         """The daemon's PID from its pidfile, if that process is still this instance's."""
-        try:
-            pid = int((self.rundir / f"{daemon}.pid").read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError):
-            return None
-        return pid if daemon in cmdline and str(self.rundir) in cmdline else None
+        return pids.owned_pid(self.rundir / f"{daemon}.pid", str(self.rundir))
 
-    def stop(self) -> None:
+    def stop(self, delete_namespace: bool = True) -> None:
         """Stop the daemons we started (by pidfile), delete the namespace and the run directory."""
         for daemon in DAEMONS:
-            pid = self.pid(daemon)
-            if pid is None:
-                continue
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self.pid(daemon) is not None:
-                time.sleep(0.05)
-            if self.pid(daemon) is not None:
-                os.kill(pid, signal.SIGKILL)
-        if Path(f"/run/netns/{self.name}").exists():
+            pids.stop(self.rundir / f"{daemon}.pid", str(self.rundir))
+        if delete_namespace and Path(f"/run/netns/{self.name}").exists():
             subprocess.run(["ip", "netns", "del", self.name], check=False)
         shutil.rmtree(self.rundir, ignore_errors=True)
 
