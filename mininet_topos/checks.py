@@ -1,0 +1,273 @@
+"""The testbed checks: each sends real packets and returns pass/fail with its figure.
+
+They work from a testbed's state alone (namespaces by name, `ip netns
+exec`), so the demo, the tests and a later `brtun` command can all run
+them against a testbed that is up.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.config import Config
+from flows.fields import mac_value
+from flows.model import local_vlans
+from flows.naming import tunnel_port_name
+from flows.textparse import parse_dump
+from mininet_topos import probes
+from mininet_topos.privateovs import PrivateOvs
+from mininet_topos.spec import TestbedSpec, Vm
+from mininet_topos.state import TestbedState
+from mininet_topos.topology import phy_mac
+
+ICMP_REQUEST = re.compile(r"(\d+\.\d+\.\d+\.\d+) > \d+\.\d+\.\d+\.\d+: ICMP echo request")
+SSH = 22  # the security group lets TCP in on this port only
+INTRUDER = "intruder"
+INTRUDER_IP = "192.168.100.250"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    figure: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL'}  {self.name:<44} {self.figure}"
+
+
+@dataclass
+class Bed:
+    """Everything the checks need to find their way around a running testbed."""
+
+    state: TestbedState
+    spec: TestbedSpec
+    config: Config
+
+    def ovs(self, host: str) -> PrivateOvs:
+        return PrivateOvs(host, Path(self.state.hosts[host].rundir))
+
+    def vm(self, name: str) -> Vm:
+        return next(vm for vm in self.spec.vms if vm.name == name)
+
+    def pair_across_hosts(self) -> tuple[Vm, Vm]:
+        """Two VMs of one network on different hosts."""
+        for first in self.spec.vms:
+            for second in self.spec.vms:
+                if first.network == second.network and first.host != second.host and first.ip and second.ip:
+                    return first, second
+        raise LookupError("no network has VMs on two hosts")
+
+    def underlay_port(self, host: str) -> str:
+        return f"ulp{self.config.host_names.index(host) + 1}"
+
+    def tunnel_port(self, remote: str, network: str) -> str:
+        return tunnel_port_name(self.config.network(network).type, self.config.host(remote).local_ip)
+
+
+def dhcp(bed: Bed, seconds: float) -> Check:
+    dhcp_vms = [vm for vm in bed.spec.vms if bed.spec.subnets.get(vm.network) and bed.spec.subnets[vm.network].dhcp]
+    right = 0
+    for vm in dhcp_vms:
+        out = probes.netns(vm.name, "ip", "-4", "-o", "addr", "show", "dev", "eth0").stdout
+        right += f" {vm.ip}/" in out
+    ok = bool(dhcp_vms) and right == len(dhcp_vms)
+    return Check("every VM got its address from dnsmasq", ok, f"{right}/{len(dhcp_vms)} leased in {seconds:.1f} s")
+
+
+def ping_across_hosts(bed: Bed) -> Check:
+    first, second = bed.pair_across_hosts()
+    assert second.ip is not None
+    replies, rtt = probes.ping(first.name, second.ip, count=10, interval=0.1)
+    figure = f"{replies}/10 replies, avg RTT {rtt:.2f} ms" if rtt is not None else f"{replies}/10 replies"
+    return Check(f"ping {first.name}@{first.host} -> {second.name}@{second.host}", replies == 10, figure)
+
+
+def tcp_across_hosts(bed: Bed) -> Check:
+    """iperf3 on the one TCP port the security group admits."""
+    first, second = bed.pair_across_hosts()
+    assert second.ip is not None
+    probes.iperf3_server(bed.state, second.name, SSH)
+    gbits, error = probes.iperf3_gbits(first.name, second.ip, SSH)
+    ok = gbits is not None and gbits > 0
+    return Check(f"TCP (iperf3) {first.name} -> {second.name} over GRE", ok,
+                 f"{gbits:.2f} Gbit/s" if gbits is not None else f"failed: {error.strip()[:80]}")
+
+
+def snat(bed: Bed) -> Check:
+    router = bed.spec.router
+    if router is None:
+        return Check("SNAT to the external host", False, "no router in this testbed")
+    vm = bed.spec.vms[0]
+    with probes.Capture("external", "eth0", f"icmp and dst host {router.external_host}") as seen:
+        replies, _ = probes.ping(vm.name, str(router.external_host), count=3)
+    sources = {m.group(1) for m in (ICMP_REQUEST.search(line) for line in seen.lines) if m}
+    ok = replies == 3 and sources == {str(router.gateway_ip)}
+    return Check(f"{vm.name} pings {router.external_host} through SNAT", ok,
+                 f"{replies}/3 replies, external host sees source {', '.join(sorted(sources)) or 'nothing'}")
+
+
+def security_group(bed: Bed) -> Check:
+    first, second = bed.pair_across_hosts()
+    assert second.ip is not None
+    for port in (SSH, 8080):
+        probes.iperf3_server(bed.state, second.name, port)
+    ssh = probes.tcp_connects(first.name, second.ip, SSH)
+    other = probes.tcp_connects(first.name, second.ip, 8080)
+    icmp = probes.ping(first.name, second.ip, count=2)[0] == 2
+    ok = ssh and not other and icmp
+    return Check("security group on qbr: ssh, icmp in; tcp/8080 dropped", ok,
+                 f"tcp/22 {'open' if ssh else 'CLOSED'}, tcp/8080 {'OPEN' if other else 'dropped'}, "
+                 f"icmp {'passes' if icmp else 'BLOCKED'}")
+
+
+def learned_flows(bed: Bed) -> Check:
+    first, second = bed.pair_across_hosts()
+    probes.ping(first.name, str(second.ip), count=2)
+    flows = parse_dump(bed.ovs(first.host).ofctl("--no-stats", "dump-flows", "br-tun", "table=20"))
+    learned = [f for f in flows if f.priority == 1 and f.hard_timeout]
+    network = bed.config.network(first.network)
+    vlan = local_vlans(bed.config.host(first.host), bed.config)[first.network]
+    ofport = int(bed.ovs(first.host).vsctl("get", "Interface", bed.tunnel_port(second.host, first.network),
+                                          "ofport"))
+    wanted = [f for f in learned if f.match.value("dl_dst") == mac_value(second.mac)]
+    ok = bool(wanted) and wanted[0].render().endswith(
+        f"vlan_tci={vlan:#06x}/0x0fff,dl_dst={second.mac} actions=load:0->NXM_OF_VLAN_TCI[],"
+        f"load:{network.segmentation_id:#x}->NXM_NX_TUN_ID[],output:{ofport}")
+    return Check(f"{first.host} br-tun table 20 learned {second.name}", ok,
+                 f"{len(learned)} learned; VLAN {vlan}, key {network.segmentation_id:#x}, port {ofport}")
+
+
+def gre_on_underlay(bed: Bed) -> Check:
+    first, second = bed.pair_across_hosts()
+    key = bed.config.network(first.network).segmentation_id
+    with probes.Capture("underlay", bed.underlay_port(first.host), "ip proto 47") as seen:
+        probes.ping(first.name, str(second.ip), count=2)
+    grey = [line for line in seen.lines if "ICMP echo" in line]
+    ok = bool(grey) and all(f"GREv0, key={key:#x}" in line for line in grey)
+    return Check("the underlay carries GRE with the network's key", ok,
+                 f"{len(grey)} ICMP packets as GREv0 key={key:#x}" if grey else "no GRE seen")
+
+
+def inject_unknown_vlan(bed: Bed) -> Check:
+    """Frames from patch-int with another host's VLAN, or one nobody uses, go nowhere."""
+    vlans_of = {h.name: set(local_vlans(h, bed.config).values()) for h in bed.config.hosts}
+    every = set().union(*vlans_of.values())
+    hosts_with_vms = [vm.host for vm in bed.spec.vms]
+    host = max(hosts_with_vms, key=lambda h: (len(every - vlans_of[h]), -hosts_with_vms.index(h)))
+    vlans = [*sorted(every - vlans_of[host])[:1], 99]
+    with probes.Capture("underlay", bed.underlay_port(host), "ip proto 47") as seen:
+        for vlan in vlans:
+            frame = probes.arp_request("fa:16:3e:ee:ee:ee", "10.9.9.9", "10.9.9.10", vlan=vlan)
+            bed.ovs(host).ofctl("packet-out", "br-tun", f"in_port=1 packet={frame.hex()} actions=table")
+    leaked = [line for line in seen.lines if "fa:16:3e:ee:ee:ee" in line or "10.9.9.9" in line]
+    return Check("frames from patch-int with a foreign VLAN go nowhere", not leaked,
+                 f"VLAN {', '.join(map(str, vlans))} injected on {host}: {len(leaked)} left br-tun")
+
+
+def intruder_gre(bed: Bed) -> Check:
+    """GRE from an underlay host that is no configured endpoint reaches no VM."""
+    vm = bed.spec.vms[0]
+    key = bed.config.network(vm.network).segmentation_id
+    target = bed.config.host(vm.host).local_ip
+    _add_intruder(bed)
+    try:
+        captures = [probes.Capture(other.name, "eth0", "ether src fa:16:3e:66:66:66") for other in bed.spec.vms]
+        for capture in captures:
+            capture.__enter__()
+        frame = probes.arp_request("fa:16:3e:66:66:66", "10.0.0.66", vm.ip or "10.0.0.3")
+        for _ in range(3):
+            probes.send_gre(INTRUDER, target, key, frame)
+        for capture in captures:
+            capture.__exit__(None, None, None)
+    finally:
+        _remove_intruder(bed)
+    delivered = sum(len(c.lines) for c in captures)
+    return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0,
+                 f"3 packets key={key:#x} from {INTRUDER_IP} to {target}: {delivered} frames delivered")
+
+
+def _add_intruder(bed: Bed) -> None:
+    subprocess.run(["ip", "netns", "add", INTRUDER], check=True)
+    bed.state.add_namespace(INTRUDER)
+    subprocess.run(["ip", "link", "add", "ulpx", "netns", "underlay", "type", "veth", "peer", "name", "eth0",
+                    "netns", INTRUDER], check=True)
+    probes.netns("underlay", "ip", "link", "set", "ulpx", "master", "underlay", "up", check=True)
+    probes.netns(INTRUDER, "ip", "addr", "add", f"{INTRUDER_IP}/{bed.spec.underlay.prefixlen}", "dev", "eth0",
+                 check=True)
+    probes.netns(INTRUDER, "ip", "link", "set", "eth0", "up", check=True)
+    for host in bed.config.hosts:  # it knows where the endpoints are: no ARP in the way
+        probes.netns(INTRUDER, "ip", "neigh", "replace", host.local_ip, "lladdr", phy_mac(host.local_ip),
+                     "dev", "eth0", check=True)
+
+
+def _remove_intruder(bed: Bed) -> None:
+    subprocess.run(["ip", "netns", "del", INTRUDER], check=False)
+    if INTRUDER in bed.state.namespaces:
+        bed.state.namespaces.remove(INTRUDER)
+        bed.state.save()
+
+
+def overlapping_subnets(bed: Bed) -> Check:
+    """The same address in two networks: each VM reaches its own network's, the other never sees it."""
+    by_network: dict[str, list[Vm]] = {}
+    for vm in bed.spec.vms:
+        by_network.setdefault(vm.network, []).append(vm)
+    networks = sorted(by_network)
+    if len(networks) < 2:
+        return Check("overlapping subnets stay apart", False, "needs two networks")
+    first, second = bed.pair_across_hosts()
+    others = [vm for vm in bed.spec.vms if vm.network != first.network]
+    captures = [probes.Capture(vm.name, "eth0", f"host {first.ip}") for vm in others]
+    for capture in captures:
+        capture.__enter__()
+    replies, _ = probes.ping(first.name, str(second.ip), count=3)
+    for capture in captures:
+        capture.__exit__(None, None, None)
+    neighbour = probes.netns(first.name, "ip", "neigh", "show", str(second.ip)).stdout
+    seen = sum(len(c.lines) for c in captures)
+    ok = replies == 3 and second.mac in neighbour and seen == 0
+    return Check(f"{second.ip} in {first.network} is {second.name}, not the {len(others)} others", ok,
+                 f"{replies}/3 replies from {second.mac}; other networks' VMs saw {seen} packets")
+
+
+def broadcast_copies(bed: Bed) -> Check:
+    """One broadcast: exactly one copy per remote VM on the network, none elsewhere, no loop."""
+    sender = bed.spec.vms[0]
+    target = "10.1.0.222" if sender.ip and sender.ip.startswith("10.1.") else "10.0.0.222"
+    captures = {vm.name: probes.Capture(vm.name, "eth0", f"arp and host {target}")
+                for vm in bed.spec.vms if vm.name != sender.name}
+    underlay = probes.Capture("underlay", bed.underlay_port(sender.host), "ip proto 47")
+    for capture in (*captures.values(), underlay):
+        capture.__enter__()
+    probes.send_frame(sender.name, "eth0", probes.arp_request(sender.mac, sender.ip or "10.1.0.1", target))
+    for capture in (*captures.values(), underlay):
+        capture.__exit__(None, None, None)
+    wrong = []
+    for vm in bed.spec.vms:
+        if vm.name == sender.name:
+            continue
+        copies = len(captures[vm.name].lines)
+        expected = 1 if vm.network == sender.network and vm.host != sender.host else 0
+        if copies != expected:
+            wrong.append(f"{vm.name}@{vm.host}/{vm.network}: {copies}")
+    same = sum(1 for vm in bed.spec.vms if vm.network == sender.network and vm.host != sender.host)
+    sent = len([line for line in underlay.lines if target in line])
+    loops = sent > len(bed.config.hosts) - 1
+    return Check("one broadcast: one copy per remote VM of its network", not wrong and not loops,
+                 f"{same} remote VMs got 1 copy, others 0; {sent} GRE copies left {sender.host}"
+                 + (f"; WRONG: {', '.join(wrong)}" if wrong else "") + ("; LOOP" if loops else ""))
+
+
+def seed_checks(bed: Bed, dhcp_seconds: float) -> list[Check]:
+    return [dhcp(bed, dhcp_seconds), ping_across_hosts(bed), tcp_across_hosts(bed), snat(bed),
+            security_group(bed), learned_flows(bed), gre_on_underlay(bed), inject_unknown_vlan(bed),
+            intruder_gre(bed)]
+
+
+def mesh_checks(bed: Bed) -> list[Check]:
+    return [ping_across_hosts(bed), tcp_across_hosts(bed), overlapping_subnets(bed), broadcast_copies(bed),
+            learned_flows(bed), gre_on_underlay(bed), inject_unknown_vlan(bed), intruder_gre(bed)]
