@@ -126,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--log-file", metavar="PATH", help="also log here")
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
+
+    from mininet_topos.cli import add_commands
+
+    add_commands(commands)
     return top
 
 

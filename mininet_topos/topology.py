@@ -76,6 +76,13 @@ class Built:
     def node(self, name: str) -> NamedNode:
         return self.namespaces[name]
 
+    def close(self) -> list[str]:
+        """Take the testbed down and end this process's Mininet node shells (by their PIDs)."""
+        done = states.down(self.state)
+        for node in self.namespaces.values():
+            node.terminate()
+        return done
+
 
 class Testbed:
     def __init__(self, config_path: Path, config: Config, spec: TestbedSpec, options: BuildOptions,
@@ -204,9 +211,12 @@ class Testbed:
     def _plug_vm(self, host: SimHost, vm: VmSpec) -> None:
         mtu = self.spec.vm_mtu
         tap, qbr, qvb, qvo = (vm.device(p) for p in ("tap", "qbr", "qvb", "qvo"))
-        host.sh(f"ip link add {qbr} type bridge && ip link set {qbr} mtu {mtu} up")
-        host.sh(f"ip link set {tap} mtu {mtu} master {qbr} up")
+        host.sh(f"ip link add {qbr} type bridge")
         host.sh(f"ip link add {qvb} mtu {mtu} type veth peer name {qvo} mtu {mtu}")
+        for device in (tap, qbr, qvb, qvo):  # os-vif: the plumbing itself speaks no IPv6
+            host.sh(f"sysctl -qw net.ipv6.conf.{device}.disable_ipv6=1")
+        host.sh(f"ip link set {qbr} mtu {mtu} up")
+        host.sh(f"ip link set {tap} mtu {mtu} master {qbr} up")
         host.sh(f"ip link set {qvb} master {qbr} up && ip link set {qvo} up")
         host.plug("br-int", qvo, vm.mac, f"port-{vm.suffix}")
 

@@ -1,0 +1,207 @@
+"""`brtun testbed up|down|status` and `brtun demo`: the testbeds from the command line.
+
+Mininet is imported only when a testbed command runs, so the rest of
+`brtun` works where Mininet is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mininet_topos.mesh import MAX_HOSTS, mesh_yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+SEED = PROJECT / "examples" / "seed.yaml"
+
+
+def add_commands(commands: Any) -> None:
+    testbed = commands.add_parser(
+        "testbed", help="bring a Mininet testbed up, down, or show it",
+        description="Testbeds rebuild the seed's network (or an N-host mesh) from a config: each simulated "
+                    "host runs its own Open vSwitch and brtun agent in its own network namespace. "
+                    "A testbed stays up after `up` returns; its state lives in /run/brtun/testbeds/NAME.")
+    actions = testbed.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", help="build a testbed and leave it running",
+                            description="Build the testbed of CONFIG (default: the seed, examples/seed.yaml) "
+                                        "or, with --hosts N, an N-host mesh, and leave it running.")
+    _build_options(up)
+    up.set_defaults(func=cmd_up)
+    down = actions.add_parser("down", help="stop and remove a testbed (also after a crash)",
+                              description="Stop every daemon the testbed started (by PID) and delete every "
+                                          "namespace it made. Works after a crash of whatever built it.")
+    down.add_argument("name", nargs="?", help="the testbed (default: the only one up)")
+    down.add_argument("--all", action="store_true", help="every testbed that is up")
+    down.set_defaults(func=cmd_down)
+    status = actions.add_parser("status", help="show running testbeds, their hosts and daemons")
+    status.add_argument("name", nargs="?", help="one testbed (default: all)")
+    status.set_defaults(func=cmd_status)
+
+    demo = commands.add_parser(
+        "demo", help="bring up the seed's network, check it end to end, tear it down",
+        description="Bring up the seed's network (two compute hosts and a network host joined by GRE) under "
+                    "brtun agents, let the VMs get their addresses by DHCP, run every check with one line "
+                    "each (pass/fail and its figure), show the network host's `ovs-vsctl show` and a "
+                    "compute host's br-tun flows, and tear everything down. Exit 0 only if every check passed.")
+    _build_options(demo)
+    demo.add_argument("--cli", action="store_true",
+                      help="after the checks, keep the testbed up with the Mininet CLI until you exit it")
+    demo.set_defaults(func=cmd_demo)
+
+
+def _build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", type=Path, help="a brtun config with a testbed section "
+                        "(default: examples/seed.yaml)")
+    parser.add_argument("--hosts", type=int, metavar="N", help=f"an N-host mesh instead (2..{MAX_HOSTS})")
+    parser.add_argument("--hub", choices=("eventlet", "native"), default="eventlet", help="the agents' os-ken hub")
+    parser.add_argument("--datapath-type", choices=("auto", "netdev", "system"), default="auto",
+                        help="auto: the kernel datapath where the openvswitch module is loaded, else netdev")
+
+
+def _config_path(args: argparse.Namespace) -> tuple[Path, str]:
+    if args.hosts is not None:
+        if args.config is not None:
+            raise SystemExit("brtun: give a CONFIG or --hosts, not both")
+        if not 2 <= args.hosts <= MAX_HOSTS:
+            raise SystemExit(f"brtun: --hosts takes 2..{MAX_HOSTS} on this machine, not {args.hosts}")
+        path = Path(tempfile.mkdtemp(prefix="brtun-mesh-")) / "mesh.yaml"
+        path.write_text(mesh_yaml(args.hosts))
+        return path, "mesh"
+    return (args.config or SEED), "seed"
+
+
+def _datapath(choice: str) -> str:
+    from controller.datapath import datapath_type
+
+    detected = datapath_type() if choice == "auto" else choice
+    if detected == "system":
+        print("*** the openvswitch kernel module is loaded: using the kernel datapath (untested on these "
+              "machines; pass --datapath-type netdev for the tested userspace datapath)", file=sys.stderr)
+    return detected
+
+
+def _build(args: argparse.Namespace) -> Any:
+    from flows.config import InvalidConfig, load_config
+    from mininet_topos.spec import InvalidTestbed, testbed_spec
+    from mininet_topos.topology import BuildOptions, Testbed
+
+    path, kind = _config_path(args)
+    try:
+        config = load_config(str(path))
+        spec = testbed_spec(config, default_name=kind)
+    except (InvalidConfig, InvalidTestbed) as error:
+        for problem in error.errors:
+            print(f"{path}: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+    options = BuildOptions(hub=args.hub, datapath_type=_datapath(args.datapath_type))
+    try:
+        return Testbed(path, config, spec, options, kind=kind).up()
+    except FileExistsError as error:
+        raise SystemExit(f"brtun: {error}") from None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    built = _build(args)
+    print(f"testbed {built.state.name} is up in {time.monotonic() - started:.1f} s: "
+          f"{len(built.hosts)} hosts, {len(built.vms)} VMs")
+    print(f"  namespaces: {' '.join(built.state.namespaces)}")
+    print(f"  e.g. sudo ip netns exec {built.spec.vms[0].name} ping {built.spec.vms[-1].ip}")
+    print(f"  stop it with: brtun testbed down {built.state.name}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from mininet_topos import state as states
+
+    names = states.names() if args.all else [args.name] if args.name else states.names()
+    if not args.all and not args.name and len(names) > 1:
+        raise SystemExit(f"brtun: several testbeds are up ({', '.join(names)}): name one, or use --all")
+    if not names:
+        print("no testbed is up")
+        return 0
+    for name in names:
+        try:
+            state = states.load(name)
+        except states.NoTestbed as error:
+            raise SystemExit(f"brtun: {error}") from None
+        started = time.monotonic()
+        for line in states.down(state):
+            print(f"  {line}")
+        print(f"testbed {name} is down ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mininet_topos import pids
+    from mininet_topos import state as states
+
+    names = [args.name] if args.name else states.names()
+    if not names:
+        print("no testbed is up")
+        return 0
+    for name in names:
+        state = states.load(name)
+        print(f"testbed {name} ({state.kind}, {state.status}, {state.datapath_type} datapath), "
+              f"state in {state.directory}")
+        for host in state.hosts.values():
+            print(f"  {host.name:<12} {host.role:<8} {host.local_ip:<16} agent {host.agent_listen}, "
+                  f"log {host.agent_log}")
+        for vm, info in state.vms.items():
+            print(f"  {vm:<12} vm       {info['ip'] or '-':<16} on {info['host']}, network {info['network']}")
+        alive = [d for d in state.daemons if pids.owned_pid(Path(d.pidfile), d.marker)]
+        print(f"  daemons: {len(alive)}/{len(state.daemons)} running; namespaces: "
+              f"{sum(states.namespace_exists(n) for n in state.namespaces)}/{len(state.namespaces)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mininet_topos import checks
+
+    started = time.monotonic()
+    built = _build(args)
+    up_seconds = time.monotonic() - started
+    results: list[checks.Check] = []
+    try:
+        print(f"\n{built.state.name}: up in {up_seconds:.1f} s ({len(built.hosts)} hosts, {len(built.vms)} VMs, "
+              f"{built.state.datapath_type} datapath)\n")
+        bed = checks.Bed(built.state, built.spec, built.config)
+        if built.state.kind == "seed":
+            results = checks.seed_checks(bed, built.timings["addresses"] - built.timings["plumbed"])
+        else:
+            results = checks.mesh_checks(bed)
+        for result in results:
+            print(result.line(), flush=True)
+        _show(built)
+        if args.cli:
+            from mininet_topos.safecli import SafeCLI
+
+            SafeCLI(built.net)
+    finally:
+        down_started = time.monotonic()
+        built.close()
+        print(f"\ntestbed down in {time.monotonic() - down_started:.1f} s")
+    passed = sum(result.ok for result in results)
+    print(f"{passed}/{len(results)} checks passed in {time.monotonic() - started:.1f} s")
+    return 0 if results and passed == len(results) else 1
+
+
+def _show(built: Any) -> None:
+    network_hosts = built.spec.network_hosts or list(built.hosts)
+    shown = network_hosts[0]
+    compute = next((vm.host for vm in built.spec.vms), shown)
+    print(f"\n# {shown}: ovs-vsctl show")
+    print(built.hosts[shown].vsctl("show").rstrip())
+    print(f"\n# {compute}: ovs-ofctl -O OpenFlow13 --no-stats dump-flows br-tun")
+    print(built.hosts[compute].ovs.ofctl("--no-stats", "dump-flows", "br-tun").rstrip())
+    if built.spec.router is not None:
+        namespace = built.spec.router.namespace
+        print(f"\n# ip netns exec {namespace} iptables -t nat -S")
+        result = subprocess.run(["ip", "netns", "exec", namespace, "iptables", "-t", "nat", "-S"],
+                                capture_output=True, text=True, check=False)
+        print(result.stdout.rstrip())
