@@ -22,6 +22,7 @@ from os_ken.lib import hub
 from controller import dbplan
 from controller.ovsdb import SwitchDatabase
 from controller.switch import SwitchSession, SwitchTimeout
+from controller.waiting import Signal
 from flows import br_int, pipeline
 from flows.config import Config
 from flows.diff import Diff, Kind, diff
@@ -60,7 +61,7 @@ class Agent:
         self.counters = Counters()
         self._dirty: set[str] = set()
         self._retry_at: dict[str, float] = {}  # bridge -> when to try a refused change again
-        self._wake = hub.Event()
+        self._wake = Signal()
         self._running = False
         self._seqno = -1
         self._notes_reported: set[str] = set()

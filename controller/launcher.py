@@ -73,10 +73,10 @@ def run(options: RunOptions) -> int:
     # isort: off
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
-    from os_ken.lib import hub
 
     import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
     from controller.agent import Agent, AgentSettings
+    from controller.waiting import Signal
     # isort: on
 
     cfg.CONF(args=[], project="os_ken", default_config_files=[])
@@ -86,7 +86,7 @@ def run(options: RunOptions) -> int:
 
     controller = f"tcp:{options.listen_host}:{options.listen_port}"
     agent = Agent(AgentSettings(config, options.host, options.ovsdb, controller, options.datapath_type))
-    stopping = hub.Event()
+    stopping = Signal()
 
     def request_stop(signum: int, _frame: object) -> None:
         LOG.info("received %s: stopping", signal.Signals(signum).name)

@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from os_ken.lib import hub
-
+from controller.waiting import Signal
 from flows import ofmsg
 from flows.diff import Change
 from flows.flow import Flow
@@ -31,7 +30,7 @@ class SwitchTimeout(RuntimeError):
 
 @dataclass
 class _Waiter:
-    done: Any = field(default_factory=hub.Event)
+    done: Signal = field(default_factory=Signal)
     replies: list[Any] = field(default_factory=list)
 
 

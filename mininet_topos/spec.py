@@ -78,6 +78,8 @@ class Router:
 
 @dataclass(frozen=True)
 class TestbedSpec:
+    __test__ = False  # not a pytest test class, whatever its name
+
     name: str
     underlay: ipaddress.IPv4Network
     underlay_mtu: int

@@ -85,6 +85,8 @@ class Built:
 
 
 class Testbed:
+    __test__ = False  # not a pytest test class, whatever its name
+
     def __init__(self, config_path: Path, config: Config, spec: TestbedSpec, options: BuildOptions,
                  kind: str = "seed") -> None:
         self.config_path = config_path

@@ -19,7 +19,7 @@ from mininet_topos.privateovs import PrivateOvs
 RUN_ROOT = Path("/run/brtun-tests")
 
 
-def _require_environment() -> None:
+def require_environment() -> None:
     if os.geteuid() != 0:
         pytest.fail("integration tests need root (they create network namespaces and switches); "
                     "run them with sudo, or run only tests/unit", pytrace=False)
@@ -31,7 +31,7 @@ def _require_environment() -> None:
 @pytest.fixture
 def private_ovs() -> Iterator[PrivateOvs]:
     """A fresh ovsdb-server + ovs-vswitchd in a fresh namespace, removed afterwards even on failure."""
-    _require_environment()
+    require_environment()
     name = f"brtun-t-{uuid.uuid4().hex[:8]}"
     instance = PrivateOvs(name, RUN_ROOT / name)
     try:

@@ -1,0 +1,74 @@
+"""An N-host mesh: overlapping subnets, crossed local VLANs, flooding only where a network lives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.config import load_config
+from flows.model import local_vlans
+from mininet_topos import checks
+from mininet_topos import spec as testbed
+from mininet_topos.mesh import mesh_yaml
+from mininet_topos.topology import BuildOptions, Built, Testbed
+from tests.integration.conftest import require_environment
+
+pytestmark = pytest.mark.integration
+HOSTS = 4
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    require_environment()
+    path = Path(tmp_path_factory.mktemp("mesh")) / "mesh.yaml"
+    path.write_text(mesh_yaml(HOSTS))
+    config = load_config(str(path))
+    built = Testbed(path, config, testbed.testbed_spec(config), BuildOptions(hub="native"), kind="mesh").up()
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture(scope="module")
+def bed(mesh: Built) -> checks.Bed:
+    return checks.Bed(mesh.state, mesh.spec, mesh.config)
+
+
+def passes(result: checks.Check) -> None:
+    print(result.line())
+    assert result.ok, result.line()
+
+
+def test_the_mesh_crosses_local_vlans_and_leaves_each_network_off_one_host(mesh: Built) -> None:
+    vlans = {h.name: local_vlans(h, mesh.config) for h in mesh.config.hosts}
+    assert vlans["host1"] == {"blue": 2, "red": 1} and vlans["host2"] == {"blue": 1, "red": 2}
+    assert "red" not in vlans["host3"] and "blue" not in vlans["host4"]
+    assert len(mesh.vms) == 2 * HOSTS - 2
+
+
+def test_ping_and_tcp_across_the_mesh(bed: checks.Bed) -> None:
+    passes(checks.ping_across_hosts(bed))
+    passes(checks.tcp_across_hosts(bed))
+
+
+def test_the_same_address_in_two_networks_reaches_only_its_own_network(bed: checks.Bed) -> None:
+    passes(checks.overlapping_subnets(bed))
+
+
+def test_one_broadcast_yields_one_copy_per_remote_vm_of_its_network_and_none_elsewhere(bed: checks.Bed) -> None:
+    passes(checks.broadcast_copies(bed))
+
+
+def test_a_frame_with_another_hosts_vlan_goes_nowhere(bed: checks.Bed) -> None:
+    result = checks.inject_unknown_vlan(bed)
+    assert "VLAN 1, 99" in result.figure  # host3 uses only VLAN 2: VLAN 1 is other hosts' VLAN
+    passes(result)
+
+
+def test_gre_from_a_non_endpoint_reaches_nothing_and_learning_is_right(bed: checks.Bed) -> None:
+    passes(checks.intruder_gre(bed))
+    passes(checks.learned_flows(bed))
+    passes(checks.gre_on_underlay(bed))

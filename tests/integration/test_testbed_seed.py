@@ -1,0 +1,130 @@
+"""The seed's network under brtun agents: real namespaces, real Open vSwitch, real packets.
+
+One testbed for the module (building it takes a few seconds); every check
+is a test of its own, and the testbed is taken down even when one fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from flows.config import load_config
+from mininet_topos import checks
+from mininet_topos import spec as testbed
+from mininet_topos import state as states
+from mininet_topos.cli import SEED
+from mininet_topos.topology import BuildOptions, Built, Testbed
+from tests.integration.conftest import require_environment
+
+pytestmark = pytest.mark.integration
+
+# The seed's `iptables -t nat -S` in the router namespace, line for line.
+SEED_NAT = """\
+-P PREROUTING ACCEPT
+-P INPUT ACCEPT
+-P OUTPUT ACCEPT
+-P POSTROUTING ACCEPT
+-N neutron-l3-agent-OUTPUT
+-N neutron-l3-agent-POSTROUTING
+-N neutron-l3-agent-PREROUTING
+-N neutron-l3-agent-float-snat
+-N neutron-l3-agent-snat
+-N neutron-postrouting-bottom
+-A PREROUTING -j neutron-l3-agent-PREROUTING
+-A OUTPUT -j neutron-l3-agent-OUTPUT
+-A POSTROUTING -j neutron-l3-agent-POSTROUTING
+-A POSTROUTING -j neutron-postrouting-bottom
+-A neutron-l3-agent-POSTROUTING ! -i qg-5d13ee78-0a ! -o qg-5d13ee78-0a -m conntrack ! --ctstate DNAT -j ACCEPT
+-A neutron-l3-agent-PREROUTING -d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 9697
+-A neutron-l3-agent-snat -j neutron-l3-agent-float-snat
+-A neutron-l3-agent-snat -o qg-5d13ee78-0a -j SNAT --to-source 172.24.4.2
+-A neutron-l3-agent-snat -m mark ! --mark 0x2/0xffff -m conntrack --ctstate DNAT -j SNAT --to-source 172.24.4.2
+-A neutron-postrouting-bottom -m comment --comment "Perform source NAT on outgoing traffic." -j neutron-l3-agent-snat
+"""
+
+
+@pytest.fixture(scope="module")
+def seed() -> Iterator[Built]:
+    require_environment()
+    config = load_config(str(SEED))
+    built = Testbed(SEED, config, testbed.testbed_spec(config), BuildOptions(), kind="seed").up()
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+@pytest.fixture(scope="module")
+def bed(seed: Built) -> checks.Bed:
+    return checks.Bed(seed.state, seed.spec, seed.config)
+
+
+def passes(result: checks.Check) -> None:
+    print(result.line())
+    assert result.ok, result.line()
+
+
+def test_every_vm_gets_its_address_from_dnsmasq_across_the_tunnel(seed: Built, bed: checks.Bed) -> None:
+    passes(checks.dhcp(bed, seed.timings["addresses"] - seed.timings["plumbed"]))
+
+
+def test_vm_to_vm_ping_across_hosts(bed: checks.Bed) -> None:
+    passes(checks.ping_across_hosts(bed))
+
+
+def test_tcp_across_the_tunnel_with_iperf3(bed: checks.Bed) -> None:
+    passes(checks.tcp_across_hosts(bed))
+
+
+def test_a_vm_reaches_the_external_host_through_snat(bed: checks.Bed) -> None:
+    passes(checks.snat(bed))
+
+
+def test_the_security_group_on_qbr_drops_a_port_not_allowed_and_passes_icmp(bed: checks.Bed) -> None:
+    passes(checks.security_group(bed))
+
+
+def test_br_tun_learns_the_remote_vm_with_the_right_vlan_key_and_port(bed: checks.Bed) -> None:
+    passes(checks.learned_flows(bed))
+
+
+def test_the_underlay_carries_gre_with_the_networks_key(bed: checks.Bed) -> None:
+    passes(checks.gre_on_underlay(bed))
+
+
+def test_a_frame_from_patch_int_with_an_unknown_vlan_goes_nowhere(bed: checks.Bed) -> None:
+    passes(checks.inject_unknown_vlan(bed))
+
+
+def test_gre_from_a_host_that_is_no_endpoint_reaches_nothing(bed: checks.Bed) -> None:
+    passes(checks.intruder_gre(bed))
+
+
+def test_the_listings_read_like_the_seeds(seed: Built) -> None:
+    netns = subprocess.run(["ip", "netns"], capture_output=True, text=True, check=True).stdout
+    assert "qrouter-a7bf0605-3474-4f5c-bcbd-98a11bd175d4" in netns
+    assert "qdhcp-77e45b4b-3238-467e-b38f-33dd86a5f83b" in netns
+    router = seed.spec.router
+    assert router is not None
+    nat = subprocess.run(["ip", "netns", "exec", router.namespace, "iptables", "-t", "nat", "-S"],
+                         capture_output=True, text=True, check=True).stdout
+    assert nat == SEED_NAT
+    routes = subprocess.run(["ip", "netns", "exec", router.namespace, "ip", "route"], capture_output=True,
+                            text=True, check=True).stdout
+    assert "default via 172.24.4.1 dev qg-5d13ee78-0a" in routes
+    dhcp = subprocess.run(["ip", "netns", "exec", "qdhcp-77e45b4b-3238-467e-b38f-33dd86a5f83b", "ip", "addr"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "inet 10.0.0.2/24" in dhcp and "link/ether fa:16:3e:85:fa:a0" in dhcp
+    show = seed.hosts["network"].vsctl("show")
+    for port in ("tapf2d4361c-39", "qr-c36567ef-4d", "qg-5d13ee78-0a", "patch-tun", "gre-c0a8640b"):
+        assert f"Port {port}" in show
+    for host in ("compute1", "compute2"):
+        assert seed.hosts[host].vsctl("get", "Port", f"qvo{seed.spec.vms_on(host)[0].suffix}", "tag").strip() == "1"
+
+
+def test_the_testbed_state_lets_other_commands_find_the_hosts(seed: Built) -> None:
+    state, host = states.find_host("compute1")
+    assert state.name == "seed" and host.netns == "compute1" and host.local_ip == "192.168.100.11"
