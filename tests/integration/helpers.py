@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from mininet_topos.privateovs import PrivateOvs
 
@@ -64,3 +66,26 @@ class FlowMonitor:
     @property
     def events(self) -> list[str]:
         return [line.strip() for line in self.output.splitlines() if "event=" in line]
+
+
+def passes(result: Any) -> None:
+    """A testbed check (mininet_topos.checks.Check) passed; its line is printed either way."""
+    print(result.line())
+    assert result.ok, result.line()
+
+
+@contextlib.contextmanager
+def running_testbed(config_path: Path, kind: str, hub: str = "eventlet") -> Iterator[Any]:
+    """A testbed built in this process from a config, taken down afterwards even on failure."""
+    from flows.config import load_config
+    from mininet_topos import spec
+    from mininet_topos.topology import BuildOptions, Testbed
+    from tests.integration.conftest import require_environment
+
+    require_environment()
+    config = load_config(str(config_path))
+    built = Testbed(config_path, config, spec.testbed_spec(config, kind), BuildOptions(hub=hub), kind=kind).up()
+    try:
+        yield built
+    finally:
+        built.close()

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import load_config
 from flows.model import local_vlans
 from mininet_topos import checks
-from mininet_topos import spec as testbed
 from mininet_topos.mesh import mesh_yaml
-from mininet_topos.topology import BuildOptions, Built, Testbed
-from tests.integration.conftest import require_environment
+from mininet_topos.topology import Built
+from tests.integration.helpers import passes, running_testbed
 
 pytestmark = pytest.mark.integration
 HOSTS = 4
@@ -21,25 +19,15 @@ HOSTS = 4
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    require_environment()
     path = Path(tmp_path_factory.mktemp("mesh")) / "mesh.yaml"
     path.write_text(mesh_yaml(HOSTS))
-    config = load_config(str(path))
-    built = Testbed(path, config, testbed.testbed_spec(config), BuildOptions(hub="native"), kind="mesh").up()
-    try:
+    with running_testbed(path, "mesh", hub="native") as built:  # the agents on os-ken's native hub
         yield built
-    finally:
-        built.close()
 
 
 @pytest.fixture(scope="module")
 def bed(mesh: Built) -> checks.Bed:
     return checks.Bed(mesh.state, mesh.spec, mesh.config)
-
-
-def passes(result: checks.Check) -> None:
-    print(result.line())
-    assert result.ok, result.line()
 
 
 def test_the_mesh_crosses_local_vlans_and_leaves_each_network_off_one_host(mesh: Built) -> None:

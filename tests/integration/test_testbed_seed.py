@@ -11,13 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from flows.config import load_config
 from mininet_topos import checks
-from mininet_topos import spec as testbed
 from mininet_topos import state as states
 from mininet_topos.cli import SEED
-from mininet_topos.topology import BuildOptions, Built, Testbed
-from tests.integration.conftest import require_environment
+from mininet_topos.topology import Built
+from tests.integration.helpers import passes, running_testbed
 
 pytestmark = pytest.mark.integration
 
@@ -48,23 +46,13 @@ SEED_NAT = """\
 
 @pytest.fixture(scope="module")
 def seed() -> Iterator[Built]:
-    require_environment()
-    config = load_config(str(SEED))
-    built = Testbed(SEED, config, testbed.testbed_spec(config), BuildOptions(), kind="seed").up()
-    try:
+    with running_testbed(SEED, "seed") as built:
         yield built
-    finally:
-        built.close()
 
 
 @pytest.fixture(scope="module")
 def bed(seed: Built) -> checks.Bed:
     return checks.Bed(seed.state, seed.spec, seed.config)
-
-
-def passes(result: checks.Check) -> None:
-    print(result.line())
-    assert result.ok, result.line()
 
 
 def test_every_vm_gets_its_address_from_dnsmasq_across_the_tunnel(seed: Built, bed: checks.Bed) -> None:
