@@ -77,6 +77,9 @@ class SimHost(NamedNode):
         assert state is not None
         self.ovs = PrivateOvs(name, Path(state.directory) / "hosts" / name)
         self.agent: AgentProcess | None = None
+        # In this node's shell (the Mininet CLI), ovs-vsctl and friends reach this host's switch.
+        rundir = self.ovs.rundir
+        self.sh(f"export OVS_RUNDIR={rundir} OVS_DBDIR={rundir} OVS_LOGDIR={rundir}")
 
     def start_switch(self) -> None:
         self.ovs.start(create_namespace=False)
