@@ -127,8 +127,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
+    from controller.replay import add_command
     from mininet_topos.cli import add_commands
 
+    add_command(commands)
     add_commands(commands)
     return top
 

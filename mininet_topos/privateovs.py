@@ -61,7 +61,7 @@ class PrivateOvs:
     def ofctl(self, *argv: str) -> str:
         return self.run("ovs-ofctl", "-O", "OpenFlow13", *argv).stdout
 
-    def start(self, create_namespace: bool = True) -> None:
+    def start(self, create_namespace: bool = True, vswitchd_args: tuple[str, ...] = ()) -> None:
         """Start both daemons (detached, with pidfiles), in a new namespace unless told
         the namespace exists already (a Mininet node made it)."""
         if create_namespace:
@@ -82,7 +82,7 @@ class PrivateOvs:
         self.run("ovs-vswitchd", f"unix:{self.db_socket}",
                  f"--pidfile={self.rundir / 'ovs-vswitchd.pid'}",
                  f"--log-file={self.rundir / 'ovs-vswitchd.log'}",
-                 "-vconsole:off", "--detach", "--no-chdir")
+                 "-vconsole:off", "--detach", "--no-chdir", *vswitchd_args)
 
     def pid(self, daemon: str) -> int | None:
         """The daemon's PID from its pidfile, if that process is still this instance's."""

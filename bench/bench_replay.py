@@ -1,0 +1,97 @@
+"""P4: the replay simulator's packets per second, against ofproto/trace on a real switch in the same run.
+
+    .venv/bin/python bench/bench_replay.py [--packets 20000] [--traced 300] [--repeat 3]
+
+Both replay the same generated packets (tests/packetgen.py) through the
+same flows (tests/data/configs/mixed.yaml, host h1); the baseline is
+`ovs-appctl ofproto/trace -generate` per packet on a private Open vSwitch.
+Reports medians and the ratio, and writes bench/results/replay.{md,json}.
+Needs root (for the switch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flows.config import load_config  # noqa: E402
+from flows.replay import bridge_ports, desired_flows  # noqa: E402
+from flows.simulator import FlowTableSimulator  # noqa: E402
+from mininet_topos.scratch import ScratchSwitch  # noqa: E402
+from tests.packetgen import random_packet, universe  # noqa: E402
+
+CONFIG, HOST = ROOT / "tests/data/configs/mixed.yaml", "h1"
+
+
+def packets(count: int, seed: int) -> list[dict[str, int]]:
+    config = load_config(str(CONFIG))
+    world = universe(config, HOST)
+    rng = random.Random(seed)
+    return [random_packet(world, rng, []) for _ in range(count)]
+
+
+def simulator_pps(batch: list[dict[str, int]]) -> float:
+    simulator = FlowTableSimulator.of(desired_flows(load_config(str(CONFIG)), HOST))
+    started = time.perf_counter()
+    for packet in batch:
+        simulator.process(packet)
+    return len(batch) / (time.perf_counter() - started)
+
+
+def trace_pps(switch: ScratchSwitch, batch: list[dict[str, int]]) -> float:
+    config = load_config(str(CONFIG))
+    switch.load(bridge_ports(config, HOST), desired_flows(config, HOST))
+    started = time.perf_counter()
+    for packet in batch:
+        switch.trace(packet)
+    return len(batch) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--packets", type=int, default=20000, help="packets through the simulator per run")
+    parser.add_argument("--traced", type=int, default=300, help="packets through ofproto/trace per run")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    sim, live = [], []
+    with ScratchSwitch() as switch:
+        for run in range(args.repeat):
+            batch = packets(args.packets, seed=run)
+            sim.append(simulator_pps(batch))
+            live.append(trace_pps(switch, batch[: args.traced]))
+            print(f"run {run + 1}: simulator {sim[-1]:,.0f} pps, ofproto/trace {live[-1]:,.0f} pps", flush=True)
+    result = {
+        "id": "P4", "what": "replay simulator packets per second",
+        "simulator_pps_median": round(statistics.median(sim)), "trace_pps_median": round(statistics.median(live)),
+        "ratio": round(statistics.median(sim) / statistics.median(live), 1), "goal": ">= 100x",
+        "runs": args.repeat, "packets": args.packets, "traced": args.traced,
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 cwd=ROOT, check=False).stdout.strip(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(),
+        "cpus": os.cpu_count(),
+    }
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "replay.md").write_text(
+        "| id | what | simulator (median) | ofproto/trace (median) | ratio | goal |\n|---|---|---|---|---|---|\n"
+        f"| P4 | replay, packets/s | {result['simulator_pps_median']:,} | {result['trace_pps_median']:,} | "
+        f"{result['ratio']}x | >= 100x |\n")
+    print(json.dumps(result))
+    return 0 if result["ratio"] >= 100 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

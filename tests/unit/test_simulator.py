@@ -1,0 +1,120 @@
+"""flows.simulator, flows.tracetext and replay case loading: the offline half of replay tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.actions import Output, PopVlan, SetField
+from flows.flow import Flow, Match, MatchField
+from flows.replay import CaseError, case_from_data, load_case, run_offline
+from flows.simulator import FlowTableSimulator
+from flows.tracetext import parse_trace, trace_flow_text
+from tests.unit.helpers import config, desired
+
+LEARN_TRACE = """\
+Flow: tun_id=0x1388,in_port=3,vlan_tci=0x0000,dl_src=fa:16:3e:aa:bb:cc,dl_dst=ff:ff:ff:ff:ff:ff,dl_type=0x0000
+
+bridge("br-tun")
+----------------
+ 0. in_port=3, priority 1, cookie 0x5e1ec7ab1e
+    goto_table:4
+ 4. tun_id=0x1388, priority 1, cookie 0x5e1ec7ab1e
+    push_vlan:0x8100
+    set_field:4098->vlan_vid
+    goto_table:10
+10. priority 1, cookie 0x5e1ec7ab1e
+    learn(table=20,hard_timeout=300,priority=1,cookie=0x5e1ec7ab1e,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[])
+     -> table=20 vlan_tci=0x0002/0x0fff,dl_dst=fa:16:3e:aa:bb:cc priority=1 cookie=0x5e1ec7ab1e hard=300 actions=load:0->NXM_OF_VLAN_TCI[],load:0x1388->NXM_NX_TUN_ID[],output:3
+    output:1
+
+Final flow: tun_id=0x1388,in_port=3,dl_vlan=2,dl_vlan_pcp=0,vlan_tci1=0x0000,dl_src=fa:16:3e:aa:bb:cc,dl_dst=ff:ff:ff:ff:ff:ff,dl_type=0x0000
+Megaflow: recirc_id=0,eth,in_port=3,dl_src=fa:16:3e:aa:bb:cc,dl_type=0x0000
+Datapath actions: push_vlan(vid=2,pcp=0),2
+"""
+
+
+def example() -> FlowTableSimulator:
+    return FlowTableSimulator.of(desired(config("example"), "compute1"))
+
+
+def test_a_packet_from_a_tunnel_is_learned_exactly_as_open_vswitch_writes_it() -> None:
+    verdict = example().process({"in_port": 3, "tun_id": 0x1388, "dl_src": 0xFA163EAABBCC,
+                                 "dl_dst": 0xFFFFFFFFFFFF})
+    assert [(e.port, e.vlan) for e in verdict.emitted] == [(1, 2)]
+    (learned,) = verdict.learned
+    assert learned.render() == (" cookie=0x5e1ec7ab1e, table=20, hard_timeout=300, priority=1,vlan_tci=0x0002/0x0fff,"
+                                "dl_dst=fa:16:3e:aa:bb:cc actions=load:0->NXM_OF_VLAN_TCI[],"
+                                "load:0x1388->NXM_NX_TUN_ID[],output:3")
+
+
+def test_the_trace_parser_reads_the_same_verdict_from_open_vswitchs_text() -> None:
+    simulated = example().process({"in_port": 3, "tun_id": 0x1388, "dl_src": 0xFA163EAABBCC,
+                                   "dl_dst": 0xFFFFFFFFFFFF})
+    traced = parse_trace(LEARN_TRACE, in_port=3)
+    assert traced.emitted == simulated.emitted and traced.learned == simulated.learned
+
+
+def test_masked_matches_compare_only_the_masked_bits() -> None:
+    flow = Flow(0, 5, Match((MatchField("dl_dst", 0x010000000000, 0x010000000000),)), (Output(9),))
+    simulator = FlowTableSimulator.of([flow])
+    assert simulator.process({"in_port": 1, "dl_dst": 0x0100FFFFFFFF}).ports == (9,)
+    assert simulator.process({"in_port": 1, "dl_dst": 0x3300FFFFFFFF}).ports == (9,)
+    assert simulator.process({"in_port": 1, "dl_dst": 0xFA163E000001}).dropped
+
+
+def test_the_highest_priority_wins_and_a_miss_drops() -> None:
+    low = Flow(0, 1, Match.of(in_port=1), (Output(2),))
+    high = Flow(0, 9, Match.of(in_port=1, dl_dst="fa:16:3e:00:00:01"), (Output(3),))
+    simulator = FlowTableSimulator.of([low, high])
+    assert simulator.process({"in_port": 1, "dl_dst": 0xFA163E000001}).ports == (3,)
+    assert simulator.process({"in_port": 1, "dl_dst": 0xFA163E000002}).ports == (2,)
+    assert simulator.process({"in_port": 7}).dropped
+
+
+def test_output_to_the_input_port_needs_in_port() -> None:
+    simulator = FlowTableSimulator.of([Flow(0, 1, actions=(Output(1), Output(0xFFFFFFF8)))])
+    assert simulator.process({"in_port": 1}).ports == (1,)  # once: the plain output:1 is skipped
+
+
+def test_pop_and_set_field_change_what_leaves() -> None:
+    flow = Flow(0, 1, Match.of(dl_vlan=5), (PopVlan(), SetField("tun_id", 77), Output(4)))
+    (emitted,) = FlowTableSimulator.of([flow]).process({"in_port": 1, "vlan_tci": 0x1005}).emitted
+    assert (emitted.port, emitted.vlan, emitted.tun_id) == (4, None, 77)
+
+
+def test_hard_timeouts_expire_only_once_exceeded_as_in_open_vswitch() -> None:
+    simulator = example()
+    simulator.process({"in_port": 3, "tun_id": 0x1388, "dl_src": 0xFA163EAABBCC, "dl_dst": 0xFFFFFFFFFFFF})
+    assert simulator.advance(300) == []
+    (expired,) = simulator.advance(0.001)
+    assert expired.hard_timeout == 300
+
+
+def test_trace_flow_text_uses_icmpv6_names_for_icmpv6() -> None:
+    text = trace_flow_text({"in_port": 1, "dl_type": 0x86DD, "nw_proto": 58, "icmp_type": 134})
+    assert text == "in_port=1,dl_type=0x86dd,nw_proto=58,icmpv6_type=134"
+
+
+def test_every_shipped_case_passes_on_the_simulator() -> None:
+    paths = sorted((Path(__file__).parent.parent / "replay").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        assert all(result.ok for result in run_offline(load_case(path))), path
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"config": "nope.yaml", "host": "x", "packets": [{}]}, "cannot read"),
+    ({"config": "../data/configs/example.yaml", "host": "compute9", "packets": [{}]}, "host 'compute9'"),
+    ({"config": "../data/configs/example.yaml", "host": "compute1", "packets": []}, "non-empty list"),
+    ({"config": "../data/configs/example.yaml", "host": "compute1",
+      "packets": [{"in_port": "gre-00000000", "packet": {}, "expect": {"drop": True}}]}, "is not a port"),
+    ({"config": "../data/configs/example.yaml", "host": "compute1",
+      "packets": [{"in_port": "patch-int", "packet": {"vlan": 3}, "expect": {"drop": True}}]}, "unknown packet field"),
+    ({"config": "../data/configs/example.yaml", "host": "compute1",
+      "packets": [{"in_port": "patch-int", "packet": {}, "expect": {"vlan": 1}}]}, "output: \\[ports\\] or drop"),
+])
+def test_bad_case_files_are_refused_with_a_reason(data: dict[str, object], message: str) -> None:
+    with pytest.raises(CaseError, match=message):
+        case_from_data(data, Path(__file__).parent.parent / "replay", default_name="bad")
