@@ -82,11 +82,11 @@ class SimHost(NamedNode):
         self.sh(f"export OVS_RUNDIR={rundir} OVS_DBDIR={rundir} OVS_LOGDIR={rundir}")
 
     def start_switch(self) -> None:
-        self.ovs.start(create_namespace=False)
         assert self.state is not None
-        for daemon in ("ovsdb-server", "ovs-vswitchd"):
-            self.state.add_daemon(Daemon(daemon, str(self.ovs.rundir / f"{daemon}.pid"),
+        for daemon in ("ovsdb-server", "ovs-vswitchd"):  # recorded before they start: a crash in between
+            self.state.add_daemon(Daemon(daemon, str(self.ovs.rundir / f"{daemon}.pid"),  # leaks nothing
                                          str(self.ovs.rundir), self.name))
+        self.ovs.start(create_namespace=False)
 
     def vsctl(self, *argv: str) -> str:
         return self.ovs.vsctl(*argv)
@@ -105,9 +105,9 @@ class SimHost(NamedNode):
 
     def start_agent(self, config: Path, hub: str, datapath_type: str) -> AgentProcess:
         self.agent = AgentProcess(self.ovs, config, self.name, hub=hub, datapath_type=datapath_type)
-        self.agent.start()
         assert self.state is not None
         self.state.add_daemon(Daemon("agent", str(self.agent.pidfile), str(config), self.name))
+        self.agent.start()
         return self.agent
 
     def plug(self, bridge: str, port: str, mac: str | None = None, iface_id: str | None = None) -> None:

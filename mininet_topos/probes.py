@@ -67,8 +67,8 @@ def tcp_connects(namespace: str, address: str, port: int, timeout: float = 2) ->
 def iperf3_server(state: TestbedState, namespace: str, port: int) -> Path:
     """A one-shot iperf3 server, daemonised with a pidfile recorded in the state."""
     pidfile = Path(state.directory) / f"iperf3-{namespace}-{port}.pid"
+    state.add_daemon(Daemon("iperf3", str(pidfile), str(pidfile), namespace))  # recorded first: a crash
     netns(namespace, "iperf3", "-s", "-1", "-D", "-p", str(port), "--pidfile", str(pidfile), check=True)
-    state.add_daemon(Daemon("iperf3", str(pidfile), str(pidfile), namespace))
     deadline = time.monotonic() + 5
     while not pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.05)

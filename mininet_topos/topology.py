@@ -260,8 +260,8 @@ class Testbed:
         directory = Path(state.directory) / "dhcp" / subnet.network_id
         services.dnsmasq_files(directory, subnet, port, list(self.spec.vms), list(self.spec.services),
                                self.spec.vm_mtu)
-        namespace.ns(*services.dnsmasq_command(directory, subnet, port))
         state.add_daemon(Daemon("dnsmasq", str(directory / "pid"), str(directory), namespace.name))
+        namespace.ns(*services.dnsmasq_command(directory, subnet, port))
 
     def _address(self, node: Vm, vm: VmSpec) -> None:
         subnet = self.spec.subnets.get(vm.network)
