@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,13 +177,12 @@ def intruder_gre(bed: Bed) -> Check:
     _add_intruder(bed)
     try:
         captures = [probes.Capture(other.name, "eth0", "ether src fa:16:3e:66:66:66") for other in bed.spec.vms]
-        for capture in captures:
-            capture.__enter__()
-        frame = probes.arp_request("fa:16:3e:66:66:66", "10.0.0.66", vm.ip or "10.0.0.3")
-        for _ in range(3):
-            probes.send_gre(INTRUDER, target, key, frame)
-        for capture in captures:
-            capture.__exit__(None, None, None)
+        with ExitStack() as watching:
+            for capture in captures:
+                watching.enter_context(capture)
+            frame = probes.arp_request("fa:16:3e:66:66:66", "10.0.0.66", vm.ip or "10.0.0.3")
+            for _ in range(3):
+                probes.send_gre(INTRUDER, target, key, frame)
     finally:
         _remove_intruder(bed)
     delivered = sum(len(c.lines) for c in captures)
@@ -222,11 +222,10 @@ def overlapping_subnets(bed: Bed) -> Check:
     first, second = bed.pair_across_hosts()
     others = [vm for vm in bed.spec.vms if vm.network != first.network]
     captures = [probes.Capture(vm.name, "eth0", f"host {first.ip}") for vm in others]
-    for capture in captures:
-        capture.__enter__()
-    replies, _ = probes.ping(first.name, str(second.ip), count=3)
-    for capture in captures:
-        capture.__exit__(None, None, None)
+    with ExitStack() as watching:
+        for capture in captures:
+            watching.enter_context(capture)
+        replies, _ = probes.ping(first.name, str(second.ip), count=3)
     neighbour = probes.netns(first.name, "ip", "neigh", "show", str(second.ip)).stdout
     seen = sum(len(c.lines) for c in captures)
     ok = replies == 3 and second.mac in neighbour and seen == 0
@@ -241,11 +240,10 @@ def broadcast_copies(bed: Bed) -> Check:
     captures = {vm.name: probes.Capture(vm.name, "eth0", f"arp and host {target}")
                 for vm in bed.spec.vms if vm.name != sender.name}
     underlay = probes.Capture("underlay", bed.underlay_port(sender.host), "ip proto 47")
-    for capture in (*captures.values(), underlay):
-        capture.__enter__()
-    probes.send_frame(sender.name, "eth0", probes.arp_request(sender.mac, sender.ip or "10.1.0.1", target))
-    for capture in (*captures.values(), underlay):
-        capture.__exit__(None, None, None)
+    with ExitStack() as watching:
+        for capture in (*captures.values(), underlay):
+            watching.enter_context(capture)
+        probes.send_frame(sender.name, "eth0", probes.arp_request(sender.mac, sender.ip or "10.1.0.1", target))
     wrong = []
     for vm in bed.spec.vms:
         if vm.name == sender.name:
