@@ -127,9 +127,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
+    from controller import inspect, trace
     from controller.replay import add_command
     from mininet_topos.cli import add_commands
 
+    inspect.add_commands(commands)
+    trace.add_command(commands)
     add_command(commands)
     add_commands(commands)
     return top

@@ -9,6 +9,7 @@ and renders back to the same line.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ovs.flow.decoders import EthMask, IntMask, IPMask
@@ -44,21 +45,47 @@ class FlowParseError(ValueError):
     pass
 
 
-def parse_flow(line: str) -> Flow:
-    """One dump-flows line (with or without statistics) -> Flow."""
+@dataclass(frozen=True)
+class FlowStats:
+    """The counters `dump-flows` prints (absent with --no-stats)."""
+
+    packets: int | None = None
+    bytes: int | None = None
+    duration: float | None = None  # seconds since the flow was added
+    idle_age: float | None = None  # seconds since a packet last hit it
+
+
+def _parse(line: str) -> OFPFlow:
     try:
-        parsed = OFPFlow(line.strip())
+        return OFPFlow(line.strip())
     except Exception as error:  # the ovs parser raises a variety of types
         raise FlowParseError(f"cannot parse flow {line.strip()!r}: {error}") from None
+
+
+def parse_flow(line: str) -> Flow:
+    """One dump-flows line (with or without statistics) -> Flow."""
+    return parse_flow_stats(line)[0]
+
+
+def parse_flow_stats(line: str) -> tuple[Flow, FlowStats]:
+    parsed = _parse(line)
     try:
-        return _to_flow(parsed)
+        flow = _to_flow(parsed)
     except (ValueError, KeyError, TypeError) as error:
         raise FlowParseError(f"cannot read flow {line.strip()!r}: {error}") from None
+    info = parsed.info
+    stats = FlowStats(info.get("n_packets"), info.get("n_bytes"), info.get("duration"),
+                      info.get("idle_age", info.get("duration")))
+    return flow, stats
 
 
 def parse_dump(text: str) -> list[Flow]:
     """Every flow line of a dump; reply headers, comments and blank lines are skipped."""
     return [parse_flow(line) for line in _flow_lines(text.splitlines())]
+
+
+def parse_dump_stats(text: str) -> list[tuple[Flow, FlowStats]]:
+    return [parse_flow_stats(line) for line in _flow_lines(text.splitlines())]
 
 
 def _flow_lines(lines: Iterable[str]) -> Iterable[str]:

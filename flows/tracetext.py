@@ -7,6 +7,8 @@ compared verdict for verdict.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flows import fields
 from flows.flow import Flow
 from flows.simulator import Emitted, Verdict
@@ -88,3 +90,104 @@ def trace_flow_text(packet: dict[str, int]) -> str:
     if tci & fields.VLAN_CFI:
         parts.insert(2, f"dl_vlan={tci & fields.VLAN_VID_MASK}")
     return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class TableHop:
+    """One table a traced packet went through, on one bridge."""
+
+    bridge: str
+    table: int
+    flow: str  # the matched flow as the trace prints it (`tun_id=0x1, priority 1, cookie 0x...`)
+    actions: tuple[str, ...]
+
+    @property
+    def dropped(self) -> bool:
+        return "drop" in self.actions
+
+
+@dataclass(frozen=True)
+class TraceRun:
+    """One `ofproto/trace` (without -generate) on one switch."""
+
+    hops: tuple[TableHop, ...]
+    tunnels: tuple[tuple[str, int], ...]  # (remote endpoint IP, key) of each encapsulated copy
+    local_ports: tuple[int, ...]  # datapath port numbers it was delivered to on this switch
+
+    @property
+    def dropped(self) -> bool:
+        return not self.tunnels and not self.local_ports
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split at commas that are not inside parentheses (datapath actions nest them)."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        current += char
+    if current:
+        parts.append(current)
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _tunnel(action: str) -> tuple[str, int] | None:
+    """`tnl_push(...ipv4(src=..,dst=IP,...),gre((...),key=0x1)),...)` -> (IP, key)."""
+    if not action.startswith("tnl_push("):
+        return None
+    destination = action.split("ipv4(", 1)[1].split("dst=", 1)[1].split(",", 1)[0]
+    key_text = action.split("key=", 1)[1] if "key=" in action else "0"
+    key = int(key_text.split(")", 1)[0].split(",", 1)[0], 0)
+    return destination, key
+
+
+def parse_run(text: str) -> TraceRun:
+    hops: list[TableHop] = []
+    bridge = ""
+    tunnels: list[tuple[str, int]] = []
+    ports: list[int] = []
+    current: tuple[int, str] | None = None
+    actions: list[str] = []
+
+    def close() -> None:
+        if current is not None:
+            hops.append(TableHop(bridge, current[0], current[1], tuple(actions)))
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith('bridge("'):
+            close()
+            current, actions = None, []
+            bridge = stripped.split('"')[1]
+            continue
+        number, dot, rest = stripped.partition(". ")
+        if dot and number.isdigit() and not stripped.startswith(("->", ">>")):
+            close()
+            current, actions = (int(number), rest), []
+        elif stripped.startswith("Datapath actions:"):
+            close()
+            current = None
+            for action in split_top_level(stripped.split(":", 1)[1]):
+                tunnel = _tunnel(action)
+                if tunnel is not None:
+                    tunnels.append(tunnel)
+                elif action.isdigit():
+                    ports.append(int(action))
+        elif current is not None and stripped and not stripped.startswith(("Final flow", "Megaflow", "---")):
+            actions.append(stripped)
+    return TraceRun(tuple(hops), tuple(tunnels), tuple(ports))
+
+
+def parse_dpif_show(text: str) -> dict[int, str]:
+    """`ovs-appctl dpif/show`: datapath port number -> port name (`qvo... 2/6: (system)`)."""
+    ports = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and "/" in words[1] and words[1].endswith(":"):
+            datapath_port = words[1][:-1].split("/")[1]
+            if datapath_port.isdigit():
+                ports[int(datapath_port)] = words[0]
+    return ports

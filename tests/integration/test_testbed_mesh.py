@@ -60,3 +60,19 @@ def test_gre_from_a_non_endpoint_reaches_nothing_and_learning_is_right(bed: chec
     passes(checks.intruder_gre(bed))
     passes(checks.learned_flows(bed))
     passes(checks.gre_on_underlay(bed))
+
+
+def test_trace_across_networks_never_reaches_the_other_network_and_drops_where_it_is_absent(mesh: Built) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    # vm1 is blue on host1; vm6 is red on host4, which does not carry blue.
+    result = subprocess.run([sys.executable, "-m", "controller.cli", "trace", "vm1", "vm6"], capture_output=True,
+                            text=True, cwd=PROJECT, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdict = result.stdout.splitlines()[-1]
+    assert verdict.startswith("verdict: NOT delivered to vm6")
+    assert "dropped on host4 in br-tun table 3 (GRE_TUN_TO_LV): priority 0" in verdict
+    assert "vm6 eth0" not in result.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,50 @@ def test_the_listings_read_like_the_seeds(seed: Built) -> None:
 def test_the_testbed_state_lets_other_commands_find_the_hosts(seed: Built) -> None:
     state, host = states.find_host("compute1")
     assert state.name == "seed" and host.netns == "compute1" and host.local_ip == "192.168.100.11"
+
+
+def brtun(*argv: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    from tests.conftest import PROJECT
+
+    return subprocess.run([sys.executable, "-m", "controller.cli", *argv], capture_output=True, text=True,
+                          cwd=PROJECT, timeout=60, check=False)
+
+
+def test_trace_vm_to_vm_ends_at_the_right_vm_with_the_seeds_hops_and_learns_nothing(
+        seed: Built, tmp_path: Path) -> None:
+    def table_20() -> dict[str, list[str]]:
+        return {host: seed.hosts[host].ovs.ofctl("--no-stats", "dump-flows", "br-tun", "table=20").splitlines()
+                for host in ("compute1", "compute2")}
+
+    probes_ping = subprocess.run(["ip", "netns", "exec", "vm1", "ping", "-c", "1", "10.0.0.4"], capture_output=True,
+                                 check=False)
+    assert probes_ping.returncode == 0
+    before = table_20()
+    picture = tmp_path / "walk.svg"
+    result = brtun("trace", "vm1", "vm2", "--svg", str(picture))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    hops = [line.split()[:3] for line in lines if line[:3].strip().isalpha() and len(line.split()) > 2
+            and line[1].isupper() and line[2] == " "]
+    assert [hop[0] for hop in hops] == list("ABCDEFGHIJK")
+    assert [hop[2].rstrip(":") for hop in hops][:8] == [
+        "vm1", "tap7c7ae61e-05", "qbr7c7ae61e-05", "br-int", "br-tun", "gre-c0a8640c", "gre-c0a8640b", "br-tun"]
+    assert "20 UCAST_TO_TUN" in result.stdout and " 3 GRE_TUN_TO_LV" in result.stdout
+    assert lines[-2] == "verdict: delivered to vm2"
+    assert table_20() == before  # no -generate: nothing learned on the live bridges
+    from xml.etree import ElementTree
+
+    svg = ElementTree.parse(picture).getroot()
+    texts = {node.text for node in svg.iter() if node.text}
+    assert set("ABCDEFGHIJK") <= texts
+    assert {"vm1 eth0", "br-int", "br-tun", "gre-c0a8640c", "gre-c0a8640b", "vm2 eth0"} <= texts
+
+
+def test_flows_and_diff_of_a_testbed_host_by_name(seed: Built) -> None:
+    listing = brtun("flows", "compute1")
+    assert listing.returncode == 0 and "br-tun of compute1 (testbed seed)" in listing.stdout
+    assert "private: key 0x1 -> local VLAN 1" in listing.stdout
+    checked = brtun("diff", "compute1")
+    assert checked.returncode == 0 and checked.stdout.rstrip().endswith("IN SYNC"), checked.stdout
