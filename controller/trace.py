@@ -33,6 +33,7 @@ class Hop:
     element: str  # what the packet crosses: vm1 eth0, tap..., br-int, gre-c0a8640c, ...
     detail: str
     tables: tuple[TableHop, ...] = ()
+    parent: int | None = None  # the hop it comes from (a flood fans out from one br-tun hop)
 
 
 @dataclass
@@ -45,10 +46,20 @@ class Walk:
     drops: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
 
-    def add(self, host: str, element: str, detail: str, hop_tables: tuple[TableHop, ...] = ()) -> None:
-        self.hops.append(Hop(chr(ord("A") + len(self.hops)), host, element, detail, hop_tables))
+    def add(self, host: str, element: str, detail: str, hop_tables: tuple[TableHop, ...] = (),
+            parent: int | None = None) -> int:
+        index = len(self.hops)
+        if parent is None and index:
+            parent = index - 1
+        self.hops.append(Hop(_letter(index), host, element, detail, hop_tables, parent))
         if host not in self.hosts:
             self.hosts.append(host)
+        return index
+
+
+def _letter(index: int) -> str:
+    """A..Z, then AA, AB, ... for long walks (a flood to many hosts)."""
+    return chr(ord("A") + index) if index < 26 else _letter(index // 26 - 1) + chr(ord("A") + index % 26)
 
 
 def add_command(commands: Any) -> None:
@@ -180,9 +191,11 @@ def walk_packet(args: argparse.Namespace) -> Walk:
     _deliveries(walk, vm.host, run, names, spec)
     endpoints = {h.local_ip: h.name for h in config.hosts}
     kind = config.network(vm.network).type
+    sender = max(i for i, h in enumerate(walk.hops) if h.host == vm.host)  # the source's last bridge
     for remote_ip, key in run.tunnels:
         remote = endpoints.get(remote_ip, remote_ip)
-        walk.add(vm.host, tunnel_port_name(kind, remote_ip), f"{kind.upper()} key {key:#x} to {remote_ip} ({remote})")
+        walk.add(vm.host, tunnel_port_name(kind, remote_ip), f"{kind.upper()} key {key:#x} to {remote_ip} ({remote})",
+                 parent=sender)
         if remote not in state.hosts:
             walk.drops.append(f"{remote_ip} is no host of the testbed")
             continue

@@ -19,8 +19,8 @@ BOX_W, BOX_H = 250, 42
 
 
 def _text(parent: ET.Element, x: float, y: float, text: str, size: int = 12, weight: str = "normal",
-          anchor: str = "start") -> None:
-    node = ET.SubElement(parent, "text", x=f"{x:.0f}", y=f"{y:.0f}", attrib={
+          anchor: str = "start", fill: str = "black") -> None:
+    node = ET.SubElement(parent, "text", x=f"{x:.0f}", y=f"{y:.0f}", fill=fill, attrib={
         "font-family": "DejaVu Sans, sans-serif", "font-size": str(size), "font-weight": weight,
         "text-anchor": anchor})
     node.text = text
@@ -29,11 +29,13 @@ def _text(parent: ET.Element, x: float, y: float, text: str, size: int = 12, wei
 def draw(walk: Walk) -> str:
     rows: dict[str, int] = {}
     places = []
-    for number, hop in enumerate(walk.hops):
+    for hop in walk.hops:
         column = walk.hosts.index(hop.host)
         if hop.host not in rows:  # a remote host starts level with the tunnel port that sent to it
-            rows[hop.host] = rows.get(walk.hops[number - 1].host, 1) - 1 if number else 0
-        row = rows[hop.host]
+            parent_y = places[hop.parent][1] if hop.parent is not None else TOP + 30
+            rows[hop.host] = (parent_y - TOP - 30) // ROW
+        row = max(rows[hop.host], (places[hop.parent][1] - TOP - 30) // ROW if hop.parent is not None
+                  and walk.hops[hop.parent].host == hop.host else 0)
         rows[hop.host] = row + 1
         places.append((20 + column * COLUMN, TOP + 30 + row * ROW))
     width = 40 + len(walk.hosts) * COLUMN
@@ -53,25 +55,25 @@ def draw(walk: Walk) -> str:
         ET.SubElement(svg, "rect", x=str(x), y=str(TOP), width=str(COLUMN - 30), height=str(height - TOP - 20),
                       rx="10", fill="#f4f6f8", stroke="#7f8c8d")
         _text(svg, x + 12, TOP + 20, f"host {host}", 13, "bold")
-    for number, (hop, (x, y)) in enumerate(zip(walk.hops, places, strict=True)):
+    for hop, (x, y) in zip(walk.hops, places, strict=True):  # the arrows first, under the boxes
+        if hop.parent is not None:
+            px, py = places[hop.parent]
+            if px == x:  # down the host's column
+                points = [(px + 14, py + BOX_H / 2 + 12), (x + 14, y + BOX_H / 2 - 13)]
+            else:  # across the underlay, through the gap below the row, so no box is crossed
+                gap = py + BOX_H + (ROW - BOX_H) / 2
+                points = [(px + BOX_W, py + BOX_H / 2), (px + BOX_W + 12, py + BOX_H / 2), (px + BOX_W + 12, gap),
+                          (x - 8, gap), (x - 8, y + BOX_H / 2), (x + 1, y + BOX_H / 2)]
+                _text(svg, x - 40, gap - 4, "tunnel", 10, "bold", "middle")
+            ET.SubElement(svg, "polyline", points=" ".join(f"{a:.0f},{b:.0f}" for a, b in points), fill="none",
+                          stroke="#c0392b", attrib={"stroke-width": "2", "marker-end": "url(#arrow)"})
+    for hop, (x, y) in zip(walk.hops, places, strict=True):
         colour = "#fdebd0" if hop.element.startswith(("br-int", "br-tun")) else "#d6eaf8"
         ET.SubElement(svg, "rect", x=str(x + 30), y=str(y), width=str(BOX_W - 30), height=str(BOX_H), rx="6",
                       fill=colour, stroke="#34495e")
         _text(svg, x + 40, y + 17, hop.element[:34], 12, "bold")
         _text(svg, x + 40, y + 33, hop.detail[:40], 9)
         ET.SubElement(svg, "circle", cx=str(x + 14), cy=str(y + BOX_H / 2), r="12", fill="#c0392b")
-        _text(svg, x + 14, y + BOX_H / 2 + 5, hop.letter, 13, "bold", "middle")
-        if number:
-            px, py = places[number - 1]
-            if px == x:  # down the host's column
-                ends = (px + 14, py + BOX_H / 2 + 12, x + 14, y + BOX_H / 2 - 13)
-            else:  # across the underlay: the tunnel
-                ends = (px + BOX_W, py + BOX_H / 2, x + 1, y + BOX_H / 2)
-                _text(svg, (px + BOX_W + x) / 2, py + BOX_H / 2 - 8, "tunnel", 11, "bold", "middle")
-            ET.SubElement(svg, "line", x1=f"{ends[0]:.0f}", y1=f"{ends[1]:.0f}", x2=f"{ends[2]:.0f}",
-                          y2=f"{ends[3]:.0f}", stroke="#c0392b",
-                          attrib={"stroke-width": "2", "marker-end": "url(#arrow)"})
-    for circle_text in svg.iter("text"):
-        if circle_text.text and len(circle_text.text) == 1:
-            circle_text.set("fill", "white")
+        _text(svg, x + 14, y + BOX_H / 2 + 5, hop.letter, 12 if len(hop.letter) == 1 else 9, "bold", "middle",
+              "white")
     return ET.tostring(svg, encoding="unicode", xml_declaration=True)

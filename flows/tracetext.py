@@ -144,40 +144,73 @@ def _tunnel(action: str) -> tuple[str, int] | None:
     return destination, key
 
 
+def _datapath_outputs(actions: list[str], tunnels: list[tuple[str, int]], ports: list[int]) -> None:
+    for action in actions:
+        if action.startswith("clone(") and action.endswith(")"):
+            _datapath_outputs(split_top_level(action[len("clone("):-1]), tunnels, ports)
+            continue
+        tunnel = _tunnel(action)
+        if tunnel is not None:
+            tunnels.append(tunnel)
+        elif action.isdigit():
+            ports.append(int(action))
+
+
+@dataclass
+class _Section:
+    """A bridge's part of the trace; patch ports and tunnels nest sections, indented."""
+
+    bridge: str
+    table_indent: int
+    hop: tuple[int, str] | None = None
+    actions: list[str] | None = None
+
+
 def parse_run(text: str) -> TraceRun:
+    """The hops (bridge, table, flow, actions) and where the packet went (tunnels, local ports).
+
+    ofproto/trace nests the sections of bridges reached through patch
+    ports or tunnels inside the actions of the flow that sent there,
+    indented; the parent's remaining actions follow at the parent's
+    indentation, so sections are kept on a stack by indentation."""
     hops: list[TableHop] = []
-    bridge = ""
     tunnels: list[tuple[str, int]] = []
     ports: list[int] = []
-    current: tuple[int, str] | None = None
-    actions: list[str] = []
+    stack: list[_Section] = []
 
-    def close() -> None:
-        if current is not None:
-            hops.append(TableHop(bridge, current[0], current[1], tuple(actions)))
+    def close(section: _Section) -> None:
+        if section.hop is not None:
+            hops.append(TableHop(section.bridge, section.hop[0], section.hop[1], tuple(section.actions or ())))
+            section.hop = None
 
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith('bridge("'):
-            close()
-            current, actions = None, []
-            bridge = stripped.split('"')[1]
+        indent = len(line) - len(line.lstrip())
+        if not stripped or stripped.startswith("---"):
             continue
+        if stripped.startswith(("Final flow:", "Megaflow:", "Datapath actions:", "Flow:")):
+            while stack:
+                close(stack.pop())
+            if stripped.startswith("Datapath actions:"):
+                _datapath_outputs(split_top_level(stripped.split(":", 1)[1]), tunnels, ports)
+            continue
+        while len(stack) > 1 and indent < stack[-1].table_indent:
+            close(stack.pop())
+        if stripped.startswith('bridge("'):
+            if indent == 0:
+                while stack:
+                    close(stack.pop())
+            stack.append(_Section(stripped.split('"')[1], indent if indent == 0 else indent + 4))
+            continue
+        if not stack:
+            continue
+        section = stack[-1]
         number, dot, rest = stripped.partition(". ")
-        if dot and number.isdigit() and not stripped.startswith(("->", ">>")):
-            close()
-            current, actions = (int(number), rest), []
-        elif stripped.startswith("Datapath actions:"):
-            close()
-            current = None
-            for action in split_top_level(stripped.split(":", 1)[1]):
-                tunnel = _tunnel(action)
-                if tunnel is not None:
-                    tunnels.append(tunnel)
-                elif action.isdigit():
-                    ports.append(int(action))
-        elif current is not None and stripped and not stripped.startswith(("Final flow", "Megaflow", "---")):
-            actions.append(stripped)
+        if dot and number.isdigit() and indent <= section.table_indent + 1:
+            close(section)
+            section.hop, section.actions = (int(number), rest), []
+        elif section.hop is not None and section.actions is not None:
+            section.actions.append(stripped)
     return TraceRun(tuple(hops), tuple(tunnels), tuple(ports))
 
 

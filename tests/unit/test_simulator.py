@@ -118,3 +118,18 @@ def test_every_shipped_case_passes_on_the_simulator() -> None:
 def test_bad_case_files_are_refused_with_a_reason(data: dict[str, object], message: str) -> None:
     with pytest.raises(CaseError, match=message):
         case_from_data(data, Path(__file__).parent.parent / "replay", default_name="bad")
+
+
+def test_a_traced_walk_reads_hops_tunnels_and_deliveries_from_ovs_text() -> None:
+    from flows.tracetext import parse_run
+    from tests.conftest import DATA
+
+    unicast = parse_run((DATA / "trace-unicast-compute1.txt").read_text())
+    assert [(h.bridge, h.table) for h in unicast.hops] == [
+        ("br-int", 0), ("br-int", 59), ("br-int", 60), ("br-tun", 0), ("br-tun", 2), ("br-tun", 20), ("br-phy", 0)]
+    assert unicast.tunnels == (("192.168.100.12", 1),)
+    # a flood: ofproto/trace nests br-phy inside table 22's actions, and wraps each copy in clone()
+    flood = parse_run((DATA / "trace-flood-host1.txt").read_text())
+    (table_22,) = [h for h in flood.hops if h.table == 22]
+    assert [a for a in table_22.actions if a.startswith("output:")] == ["output:5122", "output:5123", "output:5124"]
+    assert flood.tunnels == (("192.168.100.2", 100), ("192.168.100.3", 100), ("192.168.100.4", 100))
