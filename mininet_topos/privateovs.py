@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.datapath import datapath_type, kernel_datapath_available  # noqa: F401
 from mininet_topos import pids
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
