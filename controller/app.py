@@ -48,7 +48,8 @@ class BrtunApp(app_manager.OSKenApp):  # type: ignore[misc]
     def _port_status(self, ev: Any) -> None:
         self.agent.port_changed(ev.msg.datapath, ev.msg)
 
-    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPBarrierReply,
+    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPAggregateStatsReply,
+                 ofp_event.EventOFPBarrierReply,
                  ofp_event.EventONFBundleCtrlMsg], MAIN_DISPATCHER)
     def _reply(self, ev: Any) -> None:
         session = self.agent.session_for(ev.msg.datapath)

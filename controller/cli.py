@@ -72,13 +72,20 @@ def _listen(text: str) -> tuple[str, int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.datapath import datapath_type
-    from controller.launcher import RunOptions, default_ovsdb_target, run
+    from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
 
     listen_host, listen_port = args.listen
+    tls_files = (args.ssl_key, args.ssl_cert, args.ssl_ca_cert)
+    if any(tls_files) and not all(tls_files):
+        print("brtun run: TLS needs all three of --ssl-key, --ssl-cert and --ssl-ca-cert", file=sys.stderr)
+        return EXIT_BAD_INPUT
     kind = args.datapath_type if args.datapath_type != "auto" else datapath_type()
     ovsdb = args.ovsdb or default_ovsdb_target()
+    control = None if args.control_socket == "none" else (
+        args.control_socket or f"/run/brtun/agent-{args.host}.sock")
     return run(RunOptions(args.config, args.host, ovsdb, listen_host, listen_port, args.hub, kind,
-                          args.pidfile, args.log_file, args.verbose))
+                          args.pidfile, args.log_file, args.verbose, control,
+                          args.metrics_port or None, Tls(*tls_files) if all(tls_files) else None))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -110,7 +117,9 @@ def parser() -> argparse.ArgumentParser:
                     "ports exist in the switch database with Neutron's names and options, tag "
                     "VM ports on br-int, listen for both bridges' OpenFlow connections, and "
                     "keep their flows equal to `brtun render` (read back, diff, send only the "
-                    "difference in one bundle). SIGTERM stops it and leaves every flow in place.")
+                    "difference in one bundle). It repairs a wiped table or a restarted switch "
+                    "(each table's flow count is its canary). SIGHUP re-reads CONFIG and applies "
+                    "the change as `brtun apply` does; SIGTERM stops it and leaves every flow in place.")
     run.add_argument("config", metavar="CONFIG", help="the brtun YAML config")
     run.add_argument("--host", required=True, metavar="NAME", help="which host of the config this is")
     run.add_argument("--ovsdb", metavar="unix:PATH",
@@ -124,14 +133,25 @@ def parser() -> argparse.ArgumentParser:
                           "kernel module exists, else the userspace netdev (default auto)")
     run.add_argument("--pidfile", metavar="PATH", help="write the agent's PID here")
     run.add_argument("--log-file", metavar="PATH", help="also log here")
+    run.add_argument("--control-socket", metavar="PATH",
+                     help="the unix socket `brtun apply/state/edit` talk to (default "
+                          "/run/brtun/agent-HOST.sock; 'none' for no socket)")
+    run.add_argument("--metrics-port", type=int, default=9640, metavar="PORT",
+                     help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (default 9640; 0: off)")
+    run.add_argument("--ssl-key", metavar="PEM", help="TLS: the agent's private key (with --ssl-cert and "
+                                                      "--ssl-ca-cert, the switches must connect with ssl:)")
+    run.add_argument("--ssl-cert", metavar="PEM", help="TLS: the agent's certificate")
+    run.add_argument("--ssl-ca-cert", metavar="PEM",
+                     help="TLS: the CA certificate the switch's certificate must be signed by")
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
-    from controller import inspect, trace
+    from controller import inspect, remote, trace
     from controller.replay import add_command
     from mininet_topos.cli import add_commands
 
     inspect.add_commands(commands)
+    remote.add_commands(commands)
     trace.add_command(commands)
     add_command(commands)
     add_commands(commands)

@@ -173,14 +173,32 @@ def port_specs(config: Config, host: Host) -> list[PortSpec]:
     return specs
 
 
-def vif_tag(config: Config, host: Host, port: ObservedPort) -> tuple[int, Port | None] | None:
-    """The VLAN a br-int port should carry, or None for a port that is not a VIF."""
-    vlans = local_vlans(host, config)
+def config_port(host: Host, port: ObservedPort) -> Port | None:
+    """The config's port for a br-int port: by name, else by the VM's MAC (attached-mac)."""
     by_name = {p.name: p for p in host.ports if p.name}
     match = by_name.get(port.name)
     if match is None:
         mac = port.external_ids.get("attached-mac", "").lower()
         match = next((p for p in host.ports if p.mac == mac and not p.name), None) if mac else None
+    return match
+
+
+def tagged_vlans(config: Config, host_name: str, observed: Observed) -> dict[str, int]:
+    """The local VLAN each network uses now, read off br-int's port tags, as Neutron's
+    agent recovers its VLAN map on restart; a network whose ports disagree is left out."""
+    host = config.host(host_name)
+    seen: dict[str, set[int]] = {}
+    for port in observed.ports.values():
+        match = config_port(host, port) if port.bridge == BR_INT else None
+        if match is not None and port.tag is not None and 0 < port.tag < naming.DEAD_VLAN:
+            seen.setdefault(match.network, set()).add(port.tag)
+    return {network: tags.pop() for network, tags in seen.items() if len(tags) == 1}
+
+
+def vif_tag(config: Config, host: Host, port: ObservedPort) -> tuple[int, Port | None] | None:
+    """The VLAN a br-int port should carry, or None for a port that is not a VIF."""
+    vlans = local_vlans(host, config)
+    match = config_port(host, port)
     if match is not None:
         return vlans[match.network], match
     if "attached-mac" in port.external_ids or "iface-id" in port.external_ids:

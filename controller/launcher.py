@@ -33,6 +33,23 @@ class RunOptions:
     pidfile: str | None = None
     log_file: str | None = None
     verbose: bool = False
+    control_socket: str | None = None
+    metrics_port: int | None = None  # None: no metrics endpoint
+    tls: Tls | None = None
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The agent's key and certificate, and the CA that must have signed the switch's."""
+
+    private_key: str
+    certificate: str
+    ca_certificate: str
+
+    def problems(self) -> list[str]:
+        return [f"{what}: cannot read {path}" for what, path in
+                (("--ssl-key", self.private_key), ("--ssl-cert", self.certificate),
+                 ("--ssl-ca-cert", self.ca_certificate)) if not os.access(path, os.R_OK)]
 
 
 def default_ovsdb_target() -> str:
@@ -57,8 +74,15 @@ def run(options: RunOptions) -> int:
     from flows.config import InvalidConfig, load_config
 
     setup_logging(options.log_file, options.verbose)
+    problems = options.tls.problems() if options.tls else []
+    for problem in problems:
+        LOG.error("%s", problem)
+    if problems:
+        return 2
     try:
         config = load_config(options.config_path)
+        with open(options.config_path, encoding="utf-8") as stream:
+            config_text = stream.read()
     except InvalidConfig as error:
         for problem in error.errors:
             LOG.error("%s: %s", options.config_path, problem)
@@ -75,7 +99,10 @@ def run(options: RunOptions) -> int:
     from os_ken.base.app_manager import AppManager
 
     import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
+    from controller import changes
     from controller.agent import Agent, AgentSettings
+    from controller.control import ControlError, ControlServer
+    from controller.metrics import Metrics
     from controller.waiting import Signal
     # isort: on
 
@@ -83,9 +110,21 @@ def run(options: RunOptions) -> int:
     cfg.CONF.set_override("ofp_listen_host", options.listen_host)
     # An explicit port, or os-ken also listens on the legacy 6633.
     cfg.CONF.set_override("ofp_tcp_listen_port", options.listen_port)
+    scheme = "tcp"
+    if options.tls is not None:  # os-ken then serves TLS only, and requires the switch's certificate
+        scheme = "ssl"
+        cfg.CONF.set_override("ofp_ssl_listen_port", options.listen_port)
+        cfg.CONF.set_override("ctl_privkey", options.tls.private_key)
+        cfg.CONF.set_override("ctl_cert", options.tls.certificate)
+        cfg.CONF.set_override("ca_certs", options.tls.ca_certificate)
 
-    controller = f"tcp:{options.listen_host}:{options.listen_port}"
-    agent = Agent(AgentSettings(config, options.host, options.ovsdb, controller, options.datapath_type))
+    controller = f"{scheme}:{options.listen_host}:{options.listen_port}"
+    metrics = Metrics()
+    agent = Agent(AgentSettings(config, options.host, options.ovsdb, controller, options.datapath_type,
+                                config_path=os.path.abspath(options.config_path), config_text=config_text),
+                  metrics)
+    control = ControlServer(options.control_socket, lambda request: changes.handle(agent, request)) \
+        if options.control_socket else None
     stopping = Signal()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -94,6 +133,12 @@ def run(options: RunOptions) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+
+    def request_reload(_signum: int, _frame: object) -> None:
+        LOG.info("received SIGHUP; reading %s again", agent.config_path)
+        changes.sighup(agent)
+
+    signal.signal(signal.SIGHUP, request_reload)
     if options.pidfile:
         Path(options.pidfile).write_text(f"{os.getpid()}\n")
 
@@ -102,18 +147,28 @@ def run(options: RunOptions) -> int:
     contexts = manager.create_contexts()
     contexts["brtun_agent"] = agent
     manager.instantiate_apps(**contexts)
-    LOG.info("listening for OpenFlow on %s:%d (%s hub)", options.listen_host, options.listen_port,
-             options.hub)
+    LOG.info("listening for OpenFlow on %s:%d (%s hub, %s)", options.listen_host, options.listen_port,
+             options.hub, "TLS, switch certificate required" if options.tls else "TCP")
     try:
+        if control is not None:
+            control.start()
+        if options.metrics_port is not None:
+            metrics.serve(options.metrics_port)
+            LOG.info("Prometheus metrics on http://127.0.0.1:%d/metrics", options.metrics_port)
         agent.start()
         while not stopping.is_set():
             stopping.wait(timeout=0.5)
+    except (ControlError, OSError) as error:
+        LOG.error("cannot start: %s", error)
+        status = 1
     except Exception:
         LOG.exception("the agent failed")
         status = 1
     else:
         status = 0
     finally:
+        if control is not None:
+            control.stop()
         agent.stop()
         if options.pidfile:
             Path(options.pidfile).unlink(missing_ok=True)

@@ -50,6 +50,7 @@ class SwitchSession:
         self.datapath = datapath
         self.bridge = bridge
         self.errors_total = 0
+        self.closed = False
         self._waiters: dict[int, _Waiter] = {}
         self._in_flight: dict[int, str] = {}  # xid -> what it was, for error reports
         self._errors: dict[int, list[str]] = {}
@@ -82,8 +83,16 @@ class SwitchSession:
             waiter.replies.append(msg)
             waiter.done.set()
 
+    def abandon(self) -> None:
+        """The connection is gone: nobody waits for replies that cannot come."""
+        self.closed = True
+        for waiter in list(self._waiters.values()):
+            waiter.done.set()
+
     # ----- called from the agent's worker thread ------------------------
     def _request(self, msg: Any, timeout: float) -> list[Any]:
+        if self.closed:
+            raise SwitchTimeout(f"{self.bridge}: disconnected")
         xid = self.datapath.set_xid(msg)
         waiter = _Waiter()
         self._waiters[xid] = waiter
@@ -91,6 +100,8 @@ class SwitchSession:
             self.datapath.send_msg(msg)
             if not waiter.done.wait(timeout=timeout):
                 raise SwitchTimeout(f"{self.bridge}: no reply to {type(msg).__name__} in {timeout:.0f} s")
+            if self.closed and not waiter.replies:
+                raise SwitchTimeout(f"{self.bridge}: disconnected before it replied to {type(msg).__name__}")
             return waiter.replies
         finally:
             self._waiters.pop(xid, None)
@@ -106,6 +117,20 @@ class SwitchSession:
                 raise RuntimeError(f"{self.bridge} refused to list its flows")
             flows.extend(ofmsg.from_flow_stats(stats) for stats in reply.body)
         return flows
+
+    def table_counts(self, tables: list[int], cookie: int, timeout: float = 10) -> dict[int, int]:
+        """How many flows with our cookie each table holds: cheap enough to ask every second,
+        and a wiped table (or a restarted switch) shows at once."""
+        ofp, parser = self.datapath.ofproto, self.datapath.ofproto_parser
+        counts = {}
+        for table in tables:
+            request = parser.OFPAggregateStatsRequest(self.datapath, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                                      cookie, 0xFFFFFFFFFFFFFFFF, parser.OFPMatch())
+            replies = self._request(request, timeout)
+            if not replies or type(replies[0]).__name__ == "OFPErrorMsg":
+                raise RuntimeError(f"{self.bridge} refused to count the flows of table {table}")
+            counts[table] = int(replies[0].body.flow_count)
+        return counts
 
     def send_changes(self, changes: tuple[Change, ...], timeout: float = 30) -> SendResult:
         """All changes in one atomic, ordered bundle, then a barrier."""

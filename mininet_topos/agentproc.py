@@ -35,10 +35,15 @@ class AgentProcess:
     datapath_type: str = "netdev"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
+    extra_args: tuple[str, ...] = ()  # more `brtun run` options (TLS, metrics port)
 
     @property
     def pidfile(self) -> Path:
         return self.ovs.rundir / "brtun-agent.pid"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.ovs.rundir / "brtun-agent.sock"
 
     @property
     def log_path(self) -> Path:
@@ -59,7 +64,8 @@ class AgentProcess:
             self.process = subprocess.Popen(
                 ["ip", "netns", "exec", self.ovs.name, *BRTUN, "run", str(self.config), "--host", self.host,
                  "--ovsdb", f"unix:{self.ovs.db_socket}", "--listen", self.listen, "--hub", self.hub,
-                 "--datapath-type", self.datapath_type, "--pidfile", str(self.pidfile)],
+                 "--datapath-type", self.datapath_type, "--pidfile", str(self.pidfile),
+                 "--control-socket", str(self.control_socket), *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=self.ovs.env, cwd=PROJECT)
 
     @property

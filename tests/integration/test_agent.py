@@ -202,7 +202,7 @@ def test_the_agent_runs_on_os_kens_native_hub_too(private_ovs: PrivateOvs) -> No
     try:
         agent.start()
         log = agent.wait_in_sync()
-        assert "(native hub)" in log
+        assert "(native hub, TCP)" in log
         assert dump(private_ovs, "br-tun") == rendered("render", str(EXAMPLE), "--host", "compute1")
         assert agent.stop(signal.SIGTERM) == 0
         assert "stopped; flows left in place" in agent.log()

@@ -1,0 +1,167 @@
+"""The agent's control socket: one JSON request per connection, one JSON reply.
+
+A unix socket in the agent's run directory: file permissions guard it, and
+unlike an abstract socket or a TCP port it is reachable from every network
+namespace (the testbed's hosts are namespaces).  A request is one JSON object
+on one line, at most MAX_REQUEST bytes; anything else gets an error reply and
+changes nothing.  The client side (`request`) is what `brtun` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger("brtun.control")
+MAX_REQUEST = 1 << 20  # a config of thousands of ports fits; a runaway client does not
+READ_TIMEOUT = 10.0
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ControlError(RuntimeError):
+    """The agent could not be reached, or answered with something that is not a reply."""
+
+
+def decode_request(data: bytes) -> dict[str, Any]:
+    """The request in `data`, or ValueError saying what is wrong with it."""
+    if len(data) > MAX_REQUEST:
+        raise ValueError(f"request larger than {MAX_REQUEST} bytes")
+    try:
+        request = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("request is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"request is not JSON: {error.msg} at character {error.pos}") from None
+    if not isinstance(request, dict):
+        raise ValueError(f"request must be a JSON object, not {type(request).__name__}")
+    if not isinstance(request.get("op"), str):
+        raise ValueError('request needs "op", a string')
+    return request
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            chunks.append(chunk[:newline])
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_REQUEST:
+            raise ValueError(f"request larger than {MAX_REQUEST} bytes")
+    return b"".join(chunks)
+
+
+class ControlServer:
+    """Serves `handler` on a unix socket; each connection in its own hub thread."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self._sock: socket.socket | None = None
+
+    def start(self) -> None:
+        from os_ken.lib import hub
+
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if os.path.exists(self.path):
+            if _answers(self.path):
+                raise ControlError(f"{self.path}: another agent is answering on this control socket")
+            os.unlink(self.path)  # left by an agent that was killed
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o077)  # only root (the owner) may steer the agent
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old_umask)
+        sock.listen(16)
+        self._sock = sock
+        hub.spawn(self._accept_loop)
+        LOG.info("control socket %s", self.path)
+
+    def _accept_loop(self) -> None:
+        from os_ken.lib import hub
+
+        while self._sock is not None:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            hub.spawn(self._serve, conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(READ_TIMEOUT)
+            try:
+                request = decode_request(_read_line(conn))
+            except (ValueError, OSError) as error:
+                reply: dict[str, Any] = {"ok": False, "errors": [f"malformed request: {error}"]}
+                LOG.warning("control socket: %s", reply["errors"][0])
+            else:
+                try:
+                    reply = self.handler(request)
+                except Exception as error:  # a bug must not take the agent down
+                    LOG.exception("control request %s failed", request.get("op"))
+                    reply = {"ok": False, "errors": [f"internal error: {error}"]}
+            try:
+                conn.settimeout(None)
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:
+                LOG.debug("control client went away before its reply")
+
+    def stop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+            Path(self.path).unlink(missing_ok=True)
+
+
+def _answers(path: str) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1)
+            probe.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+def request(path: str | Path, payload: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    """Send one request to an agent and return its reply (raises ControlError)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except FileNotFoundError:
+        raise ControlError(f"{path}: no control socket (is the agent running?)") from None
+    except ConnectionRefusedError:
+        raise ControlError(f"{path}: nobody answers (the agent is gone; its socket was left)") from None
+    except TimeoutError:
+        raise ControlError(f"{path}: no reply in {timeout:.0f} s") from None
+    except OSError as error:
+        raise ControlError(f"{path}: {error.strerror or error}") from None
+    try:
+        reply = json.loads(data)
+    except json.JSONDecodeError:
+        raise ControlError(f"{path}: the agent's reply is not JSON: {data[:200]!r}") from None
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise ControlError(f"{path}: not a reply: {data[:200]!r}")
+    return reply

@@ -1,0 +1,256 @@
+"""`brtun apply`, `brtun state`, `brtun edit`: the command line side of the agents' control sockets.
+
+`apply` is a two-phase change: every agent validates the new config (dry
+run, nothing touched) and only when all accept does any of them apply it;
+if one then fails, those that applied go back to the config they had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.control import ControlError, request
+from flows.config import InvalidConfig, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+SOCKET_NAME = "brtun-agent.sock"  # in each host's run directory
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    socket: Path
+
+
+class Unreachable(RuntimeError):
+    pass
+
+
+def targets(args: argparse.Namespace) -> tuple[list[Target], Path | None]:
+    """The agents to talk to, and the testbed's config copy when they are a testbed's."""
+    if args.socket:
+        return [Target(str(path), Path(path)) for path in args.socket], None
+    from mininet_topos import state as states
+
+    names = [args.testbed] if args.testbed else states.names()
+    if not names:
+        raise Unreachable("no testbed is up; name the agents with --socket PATH")
+    if len(names) > 1:
+        raise Unreachable(f"several testbeds are up ({', '.join(names)}): choose one with --testbed")
+    try:
+        state = states.load(names[0])
+    except states.NoTestbed as error:
+        raise Unreachable(str(error)) from None
+    found = [Target(h.name, Path(h.rundir) / SOCKET_NAME) for h in state.hosts.values()]
+    if args.host:
+        unknown = set(args.host) - {t.host for t in found}
+        if unknown:
+            raise Unreachable(f"testbed {state.name} has no host {', '.join(sorted(unknown))}")
+        found = [t for t in found if t.host in args.host]
+    return found, Path(state.config) if state.config else None
+
+
+def _ask(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return request(target.socket, payload)
+    except ControlError as error:
+        raise Unreachable(f"{target.host}: {error}") from None
+
+
+def _errors(target: Target, reply: dict[str, Any]) -> None:
+    for error in reply.get("errors", []):
+        print(f"{target.host}: {error}", file=sys.stderr)
+
+
+def _describe(reply: dict[str, Any]) -> str:
+    flows = ", ".join(f"{bridge} +{c['add']} ~{c['modify']} -{c['delete']}"
+                      for bridge, c in sorted(reply.get("flows", {}).items()))
+    database = len(reply.get("database", []))
+    return f"{flows or 'no bridge connected'}; {database} database change{'s' * (database != 1)}"
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    path = Path(args.config).resolve()
+    try:
+        load_config(str(path))
+    except InvalidConfig as error:
+        for problem in error.errors:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        print(f"{args.config}: rejected; no agent was asked", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    text = path.read_text()
+    try:
+        agents, testbed_config = targets(args)
+        before = {t.host: _ask(t, {"op": "state"}) for t in agents}
+        verdicts = {t.host: _ask(t, {"op": "validate", "config": text, "path": str(path)}) for t in agents}
+    except Unreachable as error:
+        print(f"brtun apply: {error}; nothing applied", file=sys.stderr)
+        return EXIT_FAILED
+    rejected = [t for t in agents if not verdicts[t.host]["ok"]]
+    for target in agents:
+        reply = verdicts[target.host]
+        if reply["ok"]:
+            print(f"{target.host}: accepts: {_describe(reply)} ({reply['steps']})")
+        else:
+            _errors(target, reply)
+    if rejected:
+        print(f"brtun apply: {len(rejected)} of {len(agents)} agents rejected {args.config}; nothing applied",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.dry_run:
+        print("dry run: nothing applied")
+        return EXIT_OK
+    applied: list[Target] = []
+    for target in agents:
+        reply = _ask(target, {"op": "apply", "config": text, "path": str(path)})
+        if not reply["ok"]:
+            _errors(target, reply)
+            _roll_back(applied, before)
+            print(f"brtun apply: {target.host} failed to apply; {len(applied)} agents went back to their "
+                  "previous config", file=sys.stderr)
+            return EXIT_FAILED
+        applied.append(target)
+        print(f"{target.host}: applied, {reply['flow_changes']} flow changes, barrier confirmed")
+    if testbed_config is not None and testbed_config != path:
+        shutil.copyfile(path, testbed_config)  # the testbed's copy stays its source of truth
+    return EXIT_OK
+
+
+def _roll_back(applied: list[Target], before: dict[str, dict[str, Any]]) -> None:
+    for target in applied:
+        old = before[target.host]
+        reply = _ask(target, {"op": "apply", "config": old["config_text"], "path": old["config"]["path"]})
+        if not reply["ok"]:
+            _errors(target, reply)
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    try:
+        agents, _ = targets(args)
+        replies = {t.host: _ask(t, {"op": "state"}) for t in agents}
+    except Unreachable as error:
+        print(f"brtun state: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    for reply in replies.values():
+        reply.pop("config_text", None)
+    if args.json:
+        print(json.dumps(replies, indent=2, sort_keys=True))
+        return EXIT_OK
+    for host, reply in replies.items():
+        edits = reply["config"]["edits"]
+        print(f"{host}: config {reply['config']['path']}" + (f" + {len(edits)} run-time edits" if edits else ""))
+        vlans = ", ".join(f"{n}={v}" for n, v in sorted(reply["local_vlans"].items()))
+        print(f"  local VLANs: {vlans or 'none'}")
+        for bridge, figures in sorted(reply["bridges"].items()):
+            if not figures["connected"]:
+                print(f"  {bridge}: not connected")
+                continue
+            print(f"  {bridge}: connected; {figures['desired']} flows desired, {figures['installed']} installed "
+                  f"({figures['learned']} learned, {figures['foreign']} foreign): "
+                  f"{'in sync' if figures['in_sync'] else 'DIFFERENT'}")
+        counters = reply["counters"]
+        print("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()))
+    return EXIT_OK
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    fields = {k: getattr(args, k) for k in ("name", "type", "segmentation_id", "local_vlan", "network", "mac",
+                                            "ip", "port_name", "local_ip", "tunnel_types", "datapath_id")
+              if getattr(args, k, None) is not None}
+    if "port_name" in fields:
+        fields["name"] = fields.pop("port_name")
+    if getattr(args, "on_host", None):
+        fields["host"] = args.on_host
+    try:
+        agents, _ = targets(args)
+    except Unreachable as error:
+        print(f"brtun edit: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    status = EXIT_OK
+    for target in agents:
+        try:
+            reply = _ask(target, {"op": "edit", "edit": args.edit, "args": fields, "dry_run": args.dry_run})
+        except Unreachable as error:
+            print(f"brtun edit: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        if reply["ok"]:
+            done = _describe(reply) if args.dry_run else f"{reply['flow_changes']} flow changes"
+            print(f"{target.host}: {args.edit}: {done}")
+        else:
+            _errors(target, reply)
+            status = EXIT_BAD_INPUT
+    return status
+
+
+def _agents(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--testbed", metavar="NAME", help="the agents of this running testbed (default: the "
+                                                          "only one up)")
+    parser.add_argument("--host", action="append", metavar="NAME", help="only this host of the testbed "
+                                                                         "(repeatable)")
+    parser.add_argument("--socket", action="append", metavar="PATH", type=Path,
+                        help="an agent's control socket (`brtun run --control-socket`), instead of a testbed; "
+                             "repeatable")
+
+
+def add_commands(commands: Any) -> None:
+    apply = commands.add_parser(
+        "apply", help="carry a changed config to every running agent (validate everywhere, then apply)",
+        description="Validate CONFIG, ask every agent (of the running testbed, or each --socket) to "
+                    "validate the change as a dry run, and only if all accept, apply it: each agent "
+                    "changes its switches in steps that never send a packet with the wrong key "
+                    "(new flows, then VM port tags, then the old flows go), each step one bundle "
+                    "confirmed by a barrier. Unchanged flows are never touched; learned flows stay "
+                    "unless their network or tunnel port goes. A rejected change changes nothing "
+                    "anywhere. Exit 0 applied, 1 an agent unreachable or failed (rolled back), 2 rejected.")
+    apply.add_argument("config", metavar="CONFIG", help="the new brtun YAML config")
+    apply.add_argument("--dry-run", action="store_true", help="only validate, and show what would change")
+    _agents(apply)
+    apply.set_defaults(func=cmd_apply)
+
+    state = commands.add_parser("state", help="ask running agents what they hold",
+                                description="Each agent's config, local VLANs, bridges (connected, flows "
+                                            "desired, installed, learned, foreign) and counters.")
+    state.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    _agents(state)
+    state.set_defaults(func=cmd_state)
+
+    edit = commands.add_parser(
+        "edit", help="change one thing on running agents (network, port, tunnel endpoint) without a file",
+        description="What Neutron's server tells its agents at run time. Each edit is turned into a "
+                    "config and validated and applied exactly like `brtun apply`; it lasts until the "
+                    "next `brtun apply` or SIGHUP re-reads the config file (the file stays the source "
+                    "of truth).")
+    kinds = edit.add_subparsers(dest="edit", metavar="EDIT", required=True)
+    net = kinds.add_parser("add-network", help="a new network (type, segmentation ID)")
+    net.add_argument("name")
+    net.add_argument("type", choices=("gre", "vxlan", "geneve"))
+    net.add_argument("segmentation_id", type=int)
+    net.add_argument("--local-vlan", type=int, help="this host's local VLAN for it (default: the lowest free)")
+    gone = kinds.add_parser("remove-network", help="a network and every port on it")
+    gone.add_argument("name")
+    port = kinds.add_parser("add-port", help="a VM port (l2population announces it)")
+    port.add_argument("network")
+    port.add_argument("mac")
+    port.add_argument("--ip")
+    port.add_argument("--name", dest="port_name", help="its br-int port name (default: found by MAC)")
+    port.add_argument("--on-host", metavar="NAME", help="the host the port is on (default: each agent's own)")
+    unplug = kinds.add_parser("remove-port", help="a VM port, by MAC")
+    unplug.add_argument("mac")
+    unplug.add_argument("--on-host", metavar="NAME", help="the host the port is on (default: each agent's own)")
+    endpoint = kinds.add_parser("add-endpoint", help="a remote host (tunnel endpoint)")
+    endpoint.add_argument("name")
+    endpoint.add_argument("local_ip")
+    endpoint.add_argument("--tunnel-types", nargs="+", choices=("gre", "vxlan", "geneve"))
+    endpoint.add_argument("--datapath-id", help="its br-tun datapath ID (default: derived from its address)")
+    drop = kinds.add_parser("remove-endpoint", help="a remote host and its tunnel ports")
+    drop.add_argument("name")
+    for sub in (net, gone, port, unplug, endpoint, drop):
+        sub.add_argument("--dry-run", action="store_true", help="only validate, and show what would change")
+        _agents(sub)
+        sub.set_defaults(func=cmd_edit)
