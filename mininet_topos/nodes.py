@@ -9,6 +9,7 @@ outlives the process that built it until `brtun testbed down`.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,20 @@ class SimHost(NamedNode):
             self.sh(f"ip addr add {address}/{prefix} dev br-phy && ip link set br-phy mtu {mtu} up")
         else:
             self.sh(f"ip addr add {address}/{prefix} dev {intf}")
+
+    def restart_switch(self, address: str, prefix: int, mtu: int, neighbours: dict[str, str]) -> None:
+        """Restart this host's ovs-vswitchd, then redo what the host's network config would: the
+        userspace datapath recreates br-phy without its address (TESTBED.md), and forgets the
+        tunnel neighbours it had learned."""
+        self.ovs.restart_vswitchd()
+        deadline = time.monotonic() + 10
+        while "br-phy" not in self.sh("ip -o link show"):
+            if time.monotonic() > deadline:
+                raise CommandError(f"{self.name}: br-phy did not come back after the switch restarted")
+            time.sleep(0.05)
+        self.sh(f"ip addr replace {address}/{prefix} dev br-phy && ip link set br-phy mtu {mtu} up")
+        for ip, mac in neighbours.items():
+            self.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", ip, mac)
 
     def start_agent(self, config: Path, hub: str, datapath_type: str) -> AgentProcess:
         self.agent = AgentProcess(self.ovs, config, self.name, hub=hub, datapath_type=datapath_type)

@@ -32,6 +32,7 @@ class OvsError(RuntimeError):
 class PrivateOvs:
     name: str  # also the namespace name
     rundir: Path
+    vswitchd_args: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -78,10 +79,20 @@ class PrivateOvs:
                  "-vconsole:off", "--detach", "--no-chdir")
         self.vsctl("--no-wait", "init")
         self.vsctl("--no-wait", "set", "Open_vSwitch", ".", f"external_ids:system-id={self.name}")
+        self.vswitchd_args = tuple(vswitchd_args)
+        self._start_vswitchd()
+
+    def _start_vswitchd(self) -> None:
         self.run("ovs-vswitchd", f"unix:{self.db_socket}",
                  f"--pidfile={self.rundir / 'ovs-vswitchd.pid'}",
                  f"--log-file={self.rundir / 'ovs-vswitchd.log'}",
-                 "-vconsole:off", "--detach", "--no-chdir", *vswitchd_args)
+                 "-vconsole:off", "--detach", "--no-chdir", *self.vswitchd_args)
+
+    def restart_vswitchd(self) -> None:
+        """Stop ovs-vswitchd (by its pidfile) and start it again: every flow is gone, the
+        database (bridges, ports, controllers) stays, as after `systemctl restart` of the switch."""
+        pids.stop(self.rundir / "ovs-vswitchd.pid", str(self.rundir))
+        self._start_vswitchd()
 
     def pid(self, daemon: str) -> int | None:
         """The daemon's PID from its pidfile, if that process is still this instance's."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from mininet_topos.state import Daemon, TestbedState
 
@@ -22,7 +24,10 @@ def netns(namespace: str, *argv: str, timeout: float = 30, check: bool = False) 
 
 
 class Capture:
-    """tcpdump in a namespace for the duration of a `with` block; `.lines` afterwards."""
+    """tcpdump in a namespace for the duration of a `with` block; `.lines` afterwards.
+
+    Its output goes to a file, not a pipe: a pipe nobody reads fills after 64 KiB and
+    tcpdump, blocked on it, would drop every packet after that."""
 
     def __init__(self, namespace: str, interface: str, expression: str = "", limit_seconds: float = 20) -> None:
         self.namespace = namespace
@@ -30,9 +35,11 @@ class Capture:
                      "-i", interface, *expression.split()]
         self.lines: list[str] = []
         self._process: subprocess.Popen[str] | None = None
+        self._output: Any = None
 
     def __enter__(self) -> Capture:
-        self._process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._output = tempfile.TemporaryFile("w+")
+        self._process = subprocess.Popen(self.argv, stdout=self._output, stderr=subprocess.PIPE, text=True)
         assert self._process.stderr is not None
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # tcpdump says when it listens
@@ -46,8 +53,10 @@ class Capture:
         time.sleep(0.5)
         assert self._process is not None
         self._process.terminate()
-        out, _ = self._process.communicate(timeout=5)
-        self.lines = [line for line in out.splitlines() if line.strip()]
+        self._process.communicate(timeout=5)
+        self._output.seek(0)
+        self.lines = [line for line in self._output.read().splitlines() if line.strip()]
+        self._output.close()
 
 
 def ping(namespace: str, address: str, count: int = 5, interval: float = 0.2) -> tuple[int, float | None]:

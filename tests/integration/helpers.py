@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +27,38 @@ def rendered(*argv: str) -> list[str]:
     result = subprocess.run([sys.executable, "-m", "controller.cli", *argv], capture_output=True, text=True,
                             check=True, cwd=PROJECT)
     return sorted(result.stdout.splitlines())
+
+
+def brtun(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`brtun ARGS` as a user runs it; the result, whatever the exit status."""
+    from tests.conftest import PROJECT
+
+    return subprocess.run([sys.executable, "-m", "controller.cli", *argv], capture_output=True, text=True,
+                          cwd=PROJECT, timeout=timeout)
+
+
+def is_learned(line: str) -> bool:
+    """A dump-flows line written by table 10's learn action."""
+    return "table=20, hard_timeout=" in line
+
+
+class Pinger:
+    """`ping` every `interval` seconds for `seconds`, in the background, ended by its own count."""
+
+    def __init__(self, namespace: str, address: str, seconds: float, interval: float = 0.01) -> None:
+        self.seconds = seconds
+        count = int(seconds / interval)
+        self._process = subprocess.Popen(["ip", "netns", "exec", namespace, "ping", "-n", "-q", "-i", str(interval),
+                                          "-c", str(count), "-W", "1", address],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait(self) -> tuple[int, int]:
+        """(sent, received) once the pings are done."""
+        out, _ = self._process.communicate(timeout=self.seconds + 60)
+        found = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        if found is None:
+            raise AssertionError(f"ping printed no summary: {out}")
+        return int(found.group(1)), int(found.group(2))
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
@@ -66,6 +99,12 @@ class FlowMonitor:
     @property
     def events(self) -> list[str]:
         return [line.strip() for line in self.output.splitlines() if "event=" in line]
+
+    @property
+    def flow_mods(self) -> list[str]:
+        """The events a controller caused: without the flows MAC learning writes and expires
+        as traffic flows (table 20 with a hard timeout)."""
+        return [event for event in self.events if "table=20 hard_timeout=" not in event]
 
 
 def passes(result: Any) -> None:

@@ -10,8 +10,6 @@ import contextlib
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,17 +23,12 @@ from controller.control import request
 from flows.config import load_config
 from mininet_topos.agentproc import AgentProcess
 from mininet_topos.privateovs import PrivateOvs
-from tests.conftest import CONFIGS, PROJECT
-from tests.integration.helpers import FlowMonitor, dump, wait_until
+from tests.conftest import CONFIGS
+from tests.integration.helpers import FlowMonitor, brtun, dump, is_learned, wait_until
 
 pytestmark = pytest.mark.integration
 HOST = "compute1"
 LEARN = "in_port=3,tun_id=0x1388,dl_src=fa:16:3e:aa:bb:cc,dl_dst=ff:ff:ff:ff:ff:ff"
-
-
-def brtun(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *argv], capture_output=True, text=True,
-                          cwd=PROJECT, timeout=120)
 
 
 def raw_config() -> dict[str, Any]:
@@ -87,9 +80,6 @@ def desired(config: Path) -> list[str]:
 def ours_without_learned(ovs: PrivateOvs) -> list[str]:
     return [line for line in dump(ovs, "br-tun") if not is_learned(line)]
 
-
-def is_learned(line: str) -> bool:
-    return "table=20, hard_timeout=300" in line
 
 
 def test_state_over_the_control_socket_from_another_namespace(agent: AgentProcess) -> None:
