@@ -69,6 +69,19 @@ def setup_logging(log_file: str | None, verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class TlsRefusals(logging.Filter):
+    """os-ken logs a switch whose certificate fails verification as an uncaught exception with a
+    traceback; say it in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "uncaught exception" in text and "SSL" in text:
+            reason = text.strip().splitlines()[-1]
+            record.msg, record.args = "a switch failed the TLS handshake (connection refused): %s", (reason,)
+            record.name, record.levelno, record.levelname = "brtun", logging.WARNING, "WARNING"
+        return True
+
+
 def run(options: RunOptions) -> int:
     """Run the agent until SIGTERM/SIGINT; returns the process exit status."""
     from flows.config import InvalidConfig, load_config
@@ -117,6 +130,8 @@ def run(options: RunOptions) -> int:
         cfg.CONF.set_override("ctl_privkey", options.tls.private_key)
         cfg.CONF.set_override("ctl_cert", options.tls.certificate)
         cfg.CONF.set_override("ca_certs", options.tls.ca_certificate)
+
+        logging.getLogger("os_ken.lib.hub").addFilter(TlsRefusals())
 
     controller = f"{scheme}:{options.listen_host}:{options.listen_port}"
     metrics = Metrics()

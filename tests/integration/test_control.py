@@ -10,6 +10,7 @@ import contextlib
 import json
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,3 +367,92 @@ def test_the_canary_notices_a_wiped_table_and_repairs_it(agent: AgentProcess, wi
     log = agent.wait_for_log("(canary): repairing")
     assert f"{bridge}: table" in log
     assert load_config(str(agent.config)).cookie == 0x5E1EC7AB1E
+
+
+def make_pki(directory: Path) -> dict[str, Path]:
+    """A controller CA and a switch CA (ovs-pki), and a certificate from each: Open vSwitch's own way."""
+    directory.mkdir()
+    pki = directory / "pki"
+    for argv in (["init"], ["req+sign", "ctl", "controller"], ["req+sign", "sw", "switch"]):
+        subprocess.run(["ovs-pki", f"--dir={pki}", "--force", *argv], cwd=directory, check=True, capture_output=True)
+    return {"ctl-key": directory / "ctl-privkey.pem", "ctl-cert": directory / "ctl-cert.pem",
+            "sw-key": directory / "sw-privkey.pem", "sw-cert": directory / "sw-cert.pem",
+            "controller-ca": pki / "controllerca" / "cacert.pem", "switch-ca": pki / "switchca" / "cacert.pem"}
+
+
+def test_tls_the_switch_connects_over_ssl_and_a_wrong_certificate_does_not(
+        private_ovs: PrivateOvs, tmp_path: Path) -> None:
+    ovs = private_ovs
+    ours, strangers = make_pki(tmp_path / "ours"), make_pki(tmp_path / "strangers")
+    config = write(tmp_path / "brtun.yaml", raw_config())
+    tls = ("--ssl-key", str(ours["ctl-key"]), "--ssl-cert", str(ours["ctl-cert"]),
+           "--ssl-ca-cert", str(ours["switch-ca"]))
+    agent = AgentProcess(ovs, config, HOST, extra_args=tls)
+    try:
+        ovs.vsctl("set-ssl", str(ours["sw-key"]), str(ours["sw-cert"]), str(ours["controller-ca"]))
+        agent.start()
+        log = agent.wait_in_sync()
+        assert "(eventlet hub, TLS, switch certificate required)" in log
+        assert ovs.vsctl("get-controller", "br-tun").strip() == "ssl:127.0.0.1:6653"
+        assert dump(ovs, "br-tun") == desired(config)
+        assert agent.stop() == 0
+
+        # the switch now shows a certificate our CA did not sign: no connection, no flows
+        ovs.ofctl("del-flows", "br-tun")
+        ovs.vsctl("del-ssl")
+        ovs.vsctl("set-ssl", str(strangers["sw-key"]), str(strangers["sw-cert"]), str(ours["controller-ca"]))
+        agent.start()
+        agent.wait_for_log("control socket")
+        time.sleep(4)  # several of the switch's connection attempts
+        assert dump(ovs, "br-tun") == []
+        assert "br-tun connected" not in agent.log().rsplit("---- start", 1)[-1]
+        assert "is_connected        : false" in ovs.vsctl("list", "Controller")
+        log = agent.log().rsplit("---- start", 1)[-1]
+        assert ("a switch failed the TLS handshake (connection refused): ssl.SSLCertVerificationError: "
+                "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed") in log
+        assert "Traceback" not in log
+        assert "tlsv1 alert unknown ca" in (ovs.rundir / "ovs-vswitchd.log").read_text()
+    finally:
+        agent.stop()
+
+
+def test_tls_needs_all_three_files() -> None:
+    result = brtun("run", str(CONFIGS / "example.yaml"), "--host", HOST, "--ssl-key", "/nonexistent")
+    assert result.returncode == 2 and "TLS needs all three" in result.stderr
+
+
+def test_a_switch_that_is_disconnected_during_a_change_gets_the_whole_difference_on_reconnect(
+        agent: AgentProcess, tmp_path: Path) -> None:
+    """br-tun's connection is cut (`bridge/reconnect`, new connections to the agent dropped) and a
+    change applied meanwhile: br-tun keeps exactly its old pipeline, nothing half done, and on
+    reconnect gets every difference at once."""
+    ovs = agent.ovs
+    data = with_net3(raw_config())
+    del data["networks"]["net2"]
+    data["hosts"]["compute1"]["ofports"].pop("vxlan-c0a8640c")
+    for host in data["hosts"].values():
+        host["ports"] = [p for p in host["ports"] if p["network"] != "net2"]
+        host.get("local_vlans", {}).pop("net2", None)
+    data["hosts"]["compute1"]["local_vlans"]["net3"] = 3  # VLAN 2 changing network would need br-tun
+    new = write(tmp_path / "new.yaml", data)
+    old = ours_without_learned(ovs)
+    block = ["INPUT", "-p", "tcp", "--dport", "6653", "--syn", "-j", "DROP"]
+    ovs.run("iptables", "-I", *block)
+    try:
+        ovs.run("ovs-appctl", "bridge/reconnect", "br-tun")
+        agent.wait_for_log("br-tun disconnected")
+        data["hosts"]["compute1"]["local_vlans"]["net3"] = 2  # net2's VLAN: unsafe without br-tun
+        unsafe = brtun("apply", str(write(tmp_path / "unsafe.yaml", data)), "--socket", str(agent.control_socket))
+        assert unsafe.returncode == 2 and "local VLAN 2 would change network while br-tun is not connected" \
+            in unsafe.stderr
+        applied = brtun("apply", str(new), "--socket", str(agent.control_socket))
+        assert applied.returncode == 0, applied.stderr
+        assert ours_without_learned(ovs) == old  # all of the old pipeline, none of the new
+        assert "vxlan-c0a8640c" not in ovs.vsctl("list-ports", "br-tun")  # the database part is done
+    finally:
+        ovs.run("iptables", "-D", *block)
+    cut = time.monotonic()
+    wait_until(lambda: ours_without_learned(ovs) == desired(new), timeout=30, what="the whole new pipeline")
+    print(f"reconnected and reconciled {time.monotonic() - cut:.1f} s after the cut ended (the switch's backoff)")
+    assert agent.log().count("br-tun connected") == 2
+    assert not [line for line in dump(ovs, "br-tun") if "0x1388" in line]  # net2, learned flow included
