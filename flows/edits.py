@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from flows import naming
+
 Raw = dict[str, Any]
 
 
@@ -54,9 +56,15 @@ def remove_network(raw: Raw, host: str, args: dict[str, Any]) -> None:
     if name not in (raw.get("networks") or {}):
         raise EditError(f"no network {name!r}")
     del raw["networks"][name]
+    types_left = {str(n.get("type")) for n in raw["networks"].values() if isinstance(n, dict)}
     for entry in (raw.get("hosts") or {}).values():
         entry["ports"] = [p for p in entry.get("ports") or [] if p.get("network") != name]
         (entry.get("local_vlans") or {}).pop(name, None)
+        ofports = entry.get("ofports") or {}
+        for port in list(ofports):  # a pinned number for a tunnel type no network uses any more
+            parsed = naming.parse_tunnel_port_name(str(port))
+            if parsed is not None and parsed[0] not in types_left:
+                del ofports[port]
 
 
 def add_port(raw: Raw, host: str, args: dict[str, Any]) -> None:
