@@ -97,6 +97,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         reply = verdicts[target.host]
         if reply["ok"]:
             print(f"{target.host}: accepts: {_describe(reply)} ({reply['steps']})")
+            for change in reply.get("database", []) if args.dry_run else []:
+                print(f"  database: {change}")
         else:
             _errors(target, reply)
     if rejected:
@@ -182,6 +184,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         if reply["ok"]:
             done = _describe(reply) if args.dry_run else f"{reply['flow_changes']} flow changes"
             print(f"{target.host}: {args.edit}: {done}")
+            for change in reply.get("database", []):
+                print(f"  database: {change}")
         else:
             _errors(target, reply)
             status = EXIT_BAD_INPUT
