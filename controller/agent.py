@@ -286,6 +286,7 @@ class Agent:
         session = self.sessions.get(bridge)
         if session is None:
             return None
+        self.refused.pop(bridge, None)  # only this reconcile's refusal counts
         started = time.monotonic()
         if desired is None:
             desired = self.desired(bridge)
@@ -333,8 +334,6 @@ class Agent:
             self._expected.pop(bridge, None)
             self._retry_at[bridge] = time.monotonic() + RETRY_SECONDS
             self.refused[bridge] = list(sent.errors)
-            return result
-        self.refused.pop(bridge, None)
         return result
 
     def _count_errors(self, bridge: str, session: SwitchSession) -> None:

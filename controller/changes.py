@@ -92,16 +92,18 @@ def preview(agent: Agent, text: str) -> dict[str, Any]:
 def apply(agent: Agent, text: str, path: str | None, edit: str | None = None) -> dict[str, Any]:
     effective, _ = _prepare(agent, text)
     old_config = agent.config
+    progress = _Progress()
     try:
-        summary = _carry_out(agent, effective)
+        summary = _carry_out(agent, effective, progress)
     except Exception as error:  # the database refused, or a switch stopped answering
-        LOG.exception("applying the change failed; going back to the previous config")
-        _carry_out(agent, old_config)
+        LOG.exception("applying the change failed after step %d; going back to the previous config",
+                      progress.done)
+        _go_back(agent, old_config, progress)
         agent.metrics.config_changes.labels("failed").inc()
         raise Rejected([f"applying it failed: {error}"]) from None
     if summary["refused"]:
         LOG.error("the switch refused the change; going back to the previous config")
-        _carry_out(agent, old_config)
+        _go_back(agent, old_config, progress)
         agent.metrics.config_changes.labels("refused").inc()
         raise Rejected([f"the switch refused it: {e}" for e in summary["refused"]])
     agent.config_text = text
@@ -116,7 +118,27 @@ def apply(agent: Agent, text: str, path: str | None, edit: str | None = None) ->
     return summary
 
 
-def _carry_out(agent: Agent, effective: Config) -> dict[str, Any]:
+class _Progress:
+    done = 0  # the last step whose flows or database change the switch confirmed
+
+
+def _go_back(agent: Agent, old_config: Config, progress: _Progress) -> None:
+    """Undo a change that stopped part way.
+
+    Up to step 3 br-tun still holds every old flow (step 1 only adds; a refused bundle changes
+    nothing), so the ports return to their old VLANs first, then the flows follow.  Once step 3
+    is confirmed the old flows are gone: going back is then a change like any other."""
+    if progress.done >= 3:
+        _carry_out(agent, old_config, _Progress())
+        return
+    agent.config = old_config
+    agent.sync_database(only=(dbplan.SetTag,))
+    for bridge in (dbplan.BR_TUN, dbplan.BR_INT):
+        agent.reconcile(bridge)
+    agent.sync_database()
+
+
+def _carry_out(agent: Agent, effective: Config, progress: _Progress) -> dict[str, Any]:
     """The steps of flows.transition, each confirmed before the next."""
     name = agent.host.name
     old_model = build_bridge(agent.config, name, observed_ofports=agent._ofports)
@@ -137,12 +159,18 @@ def _carry_out(agent: Agent, effective: Config) -> dict[str, Any]:
             refused.extend(agent.refused.get(bridge, []))
 
     flows(dbplan.BR_TUN, steps.bridge_flows)  # 1: make before break
-    if not refused:
-        agent.sync_database(steps.database_config, only=(dbplan.SetTag,))  # 2: retag, parked on 4095
-        flows(dbplan.BR_TUN)  # 3: exactly the new pipeline
-        flows(dbplan.BR_INT)
-    if not refused:
-        agent.sync_database()  # 4: parked ports take their VLAN; ports no longer implied go
+    if refused:
+        return {"steps": steps.describe(), "flow_changes": sent, "refused": refused}
+    progress.done = 1
+    agent.sync_database(steps.database_config, only=(dbplan.SetTag,))  # 2: retag, parked on 4095
+    progress.done = 2
+    flows(dbplan.BR_TUN)  # 3: exactly the new pipeline
+    if refused:
+        return {"steps": steps.describe(), "flow_changes": sent, "refused": refused}
+    progress.done = 3
+    flows(dbplan.BR_INT)
+    agent.sync_database()  # 4: parked ports take their VLAN; ports no longer implied go
+    progress.done = 4
     return {"steps": steps.describe(), "flow_changes": sent, "refused": refused,
             "local_vlans": agent.local_vlans()}
 
@@ -172,8 +200,8 @@ def edit(agent: Agent, name: str, args: dict[str, Any], dry_run: bool) -> dict[s
         raise Rejected([re.sub(r" \(line \d+\)$", "", error) for error in rejected.errors]) from None
 
 
-_FIELDS = {"state": set(), "validate": {"config", "path"}, "apply": {"config", "path"}, "reload": set(),
-           "edit": {"edit", "args", "dry_run"}}
+_FIELDS = {"state": set(), "config": set(), "validate": {"config", "path"}, "apply": {"config", "path"},
+           "reload": set(), "edit": {"edit", "args", "dry_run"}}
 
 
 def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +219,8 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
         return _error(f'{op}: needs "config", the config text')
     if op == "edit" and ("edit" not in request or not isinstance(request.get("args", {}), dict)):
         return _error('edit: needs "edit" (its name) and "args" (an object)')
+    if op == "config":  # what `brtun apply` needs to put a host back
+        return {"ok": True, "path": agent.config_path, "text": agent.config_text, "edits": list(agent.edits)}
     if op == "state":
         return {"ok": True, **agent.call(agent.state),
                 "config_sha256": hashlib.sha256(agent.config_text.encode()).hexdigest(),

@@ -75,7 +75,11 @@ class SwitchSession:
         """An OpenFlow error: log it with the request that caused it, count it, carry on."""
         self.errors_total += 1
         what = self._in_flight.get(msg.xid, "a request brtun does not track")
-        text = f"OpenFlow error type={msg.type} code={msg.code} on {self.bridge} for {what}"
+        if getattr(msg, "experimenter", None) is not None:  # e.g. ONF's bundle errors
+            kind = f"experimenter error {msg.experimenter:#x} exp_type={msg.exp_type}"
+        else:
+            kind = f"OpenFlow error type={msg.type} code={msg.code}"
+        text = f"{kind} on {self.bridge} for {what}"
         LOG.error(text)
         self._errors.setdefault(msg.xid, []).append(text)
         waiter = self._waiters.get(msg.xid)

@@ -247,3 +247,60 @@ def test_remapping_local_vlans_under_traffic_never_sends_a_packet_with_the_wrong
     for network in NETWORKS:
         first, second = vm(mesh, "host1", network), vm(mesh, "host2", network)
         assert probes.ping(first.name, str(second.ip), count=3, interval=0.05)[0] == 3, f"{network} after remaps"
+
+
+def switches(mesh: Built) -> dict[str, tuple[list[str], list[str]]]:
+    return {h: (ours(mesh, h), dump(mesh.hosts[h].ovs, "br-int")) for h in ("host1", "host2")}
+
+
+def test_a_change_any_agent_rejects_changes_no_switch(
+        mesh: Built, original: dict[str, Any], tmp_path: Path) -> None:
+    before = switches(mesh)
+    bad = {
+        "host1's datapath ID": lambda d: d["hosts"]["host1"].update(datapath_id=0xBAD),
+        "host2 leaves": lambda d: d["hosts"].pop("host2"),
+        "the cookie": lambda d: d.update(cookie=0x77),
+    }
+    with ExitStack() as stack:
+        watches = [stack.enter_context(FlowMonitor(mesh.hosts[h].ovs, "br-tun")) for h in ("host1", "host2")]
+        for what, change in bad.items():
+            data = with_purple(original)  # a real change for everyone, but one agent says no
+            change(data)
+            path = tmp_path / "bad.yaml"
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+            result = brtun("apply", str(path), "--testbed", mesh.state.name)
+            print(f"{what}: {result.stderr.strip()}")
+            assert result.returncode == 2 and "nothing applied" in result.stderr, what
+    assert [w.flow_mods for w in watches] == [[], []]
+    assert switches(mesh) == before
+    for host in ("host1", "host2"):
+        check = brtun("diff", host)
+        assert check.returncode == 0 and "IN SYNC" in check.stdout, check.stdout
+
+
+def with_purple(original: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(yaml.safe_dump(original))
+    data["networks"]["purple"] = {"type": "gre", "segmentation_id": 900}
+    for i, host in enumerate(("host1", "host2"), start=1):
+        data["hosts"][host]["ports"].append({"network": "purple", "mac": f"fa:16:3e:09:00:{i:02x}"})
+    return data
+
+
+def test_when_one_switch_refuses_a_change_every_host_goes_back(
+        mesh: Built, original: dict[str, Any], tmp_path: Path) -> None:
+    before = switches(mesh)
+    host2 = mesh.hosts["host2"].ovs
+    # host2's table 22 is full: Open vSwitch refuses one more flow there (OFPFMFC_TABLE_FULL)
+    full = len(dump(host2, "br-tun", "table=22"))
+    host2.vsctl("--", "--id=@limit", "create", "Flow_Table", f"flow_limit={full}", "overflow_policy=refuse",
+                "--", "set", "Bridge", "br-tun", "flow_tables:22=@limit")
+    try:
+        path = tmp_path / "purple.yaml"
+        path.write_text(yaml.safe_dump(with_purple(original), sort_keys=False))
+        result = brtun("apply", str(path), "--testbed", mesh.state.name)
+        print(result.stdout + result.stderr)
+        assert result.returncode == 1
+        assert "host2: the switch refused it" in result.stderr and "went back to their previous config" in result.stderr
+        assert switches(mesh) == before
+    finally:
+        host2.vsctl("clear", "Bridge", "br-tun", "flow_tables")
