@@ -91,7 +91,7 @@ def main() -> int:
     try:
         agents = [Target(h.name, Path(h.rundir) / SOCKET_NAME) for h in built.state.hosts.values()]
         texts = {p: p.read_text() for p in (base_path, added_path)}
-        add_ms, remove_ms, floors, changes = [], [], [], []
+        add_ms, remove_ms, floors, changes, slowest = [], [], [], [], []
         for run in range(args.repeat):
             floors.append(floor_ms(agents))
             for path, times in ((added_path, add_ms), (base_path, remove_ms)):
@@ -101,7 +101,10 @@ def main() -> int:
                 times.append(result.seconds * 1000)
                 if path == added_path:
                     changes.append(sum(r["flow_changes"] for r in result.applied.values()))
-            print(f"run {run + 1}: add {add_ms[-1]:.1f} ms, remove {remove_ms[-1]:.1f} ms, "
+                    slowest.append(max(r["agent_ms"] for r in result.applied.values())
+                                   + max(r["agent_ms"] for r in result.verdicts.values()))
+            print(f"run {run + 1}: add {add_ms[-1]:.1f} ms (slowest agent's own work {slowest[-1]:.1f} ms), "
+                  f"remove {remove_ms[-1]:.1f} ms, "
                   f"round trip to all {floors[-1]:.1f} ms", flush=True)
         rollout(agents, texts[added_path], str(added_path))
         check_flows(built, added_path)
@@ -121,6 +124,7 @@ def main() -> int:
         "hosts": args.hosts, "runs": args.repeat,
         "add_ms_median": round(statistics.median(add_ms), 1), "add_ms_max": round(max(add_ms), 1),
         "remove_ms_median": round(statistics.median(remove_ms), 1),
+        "slowest_agent_ms_median": round(statistics.median(slowest), 1),
         "round_trip_to_all_ms_median": round(statistics.median(floors), 1),
         "flow_changes_per_add": statistics.median(changes),
         "cli_ms_median": round(statistics.median(cli), 1) if cli else None,

@@ -93,6 +93,7 @@ class Agent:
         self._seqno = -1
         self._notes_reported: set[str] = set()
         self._ofports: dict[str, int] = {}
+        self._observed: tuple[int, dbplan.Observed] | None = None
         self._bridge_by_dpid = {self.host.datapath_id: dbplan.BR_TUN,
                                 self.host.br_int_datapath_id: dbplan.BR_INT}
 
@@ -119,7 +120,7 @@ class Agent:
     def adopt_local_vlans(self) -> None:
         """Keep the VLANs br-int's ports carry (Neutron restores its VLAN map the same way)."""
         assert self.db is not None
-        current = dbplan.tagged_vlans(self.config, self.host.name, self.db.observe())
+        current = dbplan.tagged_vlans(self.config, self.host.name, self.observe())
         pinned = pin_local_vlans(self.config, self.host.name, current)
         if pinned is not self.config:
             LOG.info("keeping the local VLANs br-int's ports carry: %s",
@@ -249,7 +250,7 @@ class Agent:
         `only` limits the operations to some kinds (a config change orders them)."""
         assert self.db is not None
         self._seqno = self.db.change_seqno
-        observed = self.db.observe()
+        observed = self.observe()
         plan = dbplan.plan(config or self.config, self.host.name, observed, self.settings.controller,
                            self.settings.datapath_type)
         for note in plan.notes:
@@ -262,12 +263,21 @@ class Agent:
                 LOG.info("database: %s", operation.describe())
             self.db.apply(operations)
             self.counters.db_transactions += 1
-            observed = self.db.observe()
+            self._observed = None  # our own change: read it back whatever the replica says yet
+            observed = self.observe()
             self._seqno = self.db.change_seqno
         ofports = observed.ofports(dbplan.BR_TUN)
         if ofports != self._ofports:
             self._ofports = ofports
             self._mark(dbplan.BR_TUN)
+
+    def observe(self) -> dbplan.Observed:
+        """The database as the local replica holds it; read again only once the replica changed."""
+        assert self.db is not None
+        seqno = self.db.change_seqno
+        if self._observed is None or self._observed[0] != seqno:
+            self._observed = (seqno, self.db.observe())
+        return self._observed[1]
 
     def desired(self, bridge: str, config: Config | None = None) -> tuple[Flow, ...]:
         config = config or self.config

@@ -116,7 +116,7 @@ def run(options: RunOptions) -> int:
     from controller.agent import Agent, AgentSettings
     from controller.control import ControlError, ControlServer
     from controller.metrics import Metrics
-    from controller.waiting import Signal
+    from controller.waiting import PollingSignal
     # isort: on
 
     cfg.CONF(args=[], project="os_ken", default_config_files=[])
@@ -140,17 +140,19 @@ def run(options: RunOptions) -> int:
                   metrics)
     control = ControlServer(options.control_socket, lambda request: changes.handle(agent, request)) \
         if options.control_socket else None
-    stopping = Signal()
+    stopping = PollingSignal()
+    received: list[int] = []
 
+    # Signal handlers only set flags and queue work: they interrupt the main thread anywhere,
+    # even inside a lock that logging or an event would need.
     def request_stop(signum: int, _frame: object) -> None:
-        LOG.info("received %s: stopping", signal.Signals(signum).name)
+        received.append(signum)
         stopping.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
     def request_reload(_signum: int, _frame: object) -> None:
-        LOG.info("received SIGHUP; reading %s again", agent.config_path)
         changes.sighup(agent)
 
     signal.signal(signal.SIGHUP, request_reload)
@@ -173,6 +175,7 @@ def run(options: RunOptions) -> int:
         agent.start()
         while not stopping.is_set():
             stopping.wait(timeout=0.5)
+        LOG.info("received %s: stopping", signal.Signals(received[0]).name)
     except (ControlError, OSError) as error:
         LOG.error("cannot start: %s", error)
         status = 1

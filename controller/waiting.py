@@ -1,36 +1,60 @@
-"""A flag to wait on with a timeout, on either os-ken hub.
+"""Flags to wait on with a timeout, on either os-ken hub.
 
 os-ken 4.2's `hub.Event.wait(timeout)` ignores the timeout on the native
-hub (its Timeout cannot interrupt a blocking threading wait), so a waiter
-would sleep until someone sets the event.  Waiting in short `hub.sleep`
-steps works the same on eventlet (it yields) and on native threads.
+hub.  `threading.Event` does not: on the native hub it is a real thread
+event, and after eventlet's full monkey-patching (controller.hub) it is a
+green one, so a waiter wakes the moment the flag is set.
+
+A flag set from a signal handler is different: the handler runs on the main
+thread, in the middle of whatever that thread was doing, possibly inside the
+very lock the event needs.  `PollingSignal` takes no lock: it is for the main
+thread's own loop (the launcher), and is polled in short `hub.sleep` steps.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 from os_ken.lib import hub
 
-FIRST_STEP = 0.0005  # seconds; doubles up to LAST_STEP, so a quick reply is seen quickly
+FIRST_STEP = 0.0005  # seconds; doubles up to LAST_STEP, so a quick set is seen quickly
 LAST_STEP = 0.01
 
 
 class Signal:
+    """Wakes its waiter at once; never set it from a signal handler of the waiting thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """True once set; False when `timeout` seconds pass first."""
+        return self._event.wait(timeout)
+
+
+class PollingSignal:
+    """A lock-free flag for signal handlers; its waiter sees it within LAST_STEP."""
+
     def __init__(self) -> None:
         self._set = False
 
     def set(self) -> None:
         self._set = True
 
-    def clear(self) -> None:
-        self._set = False
-
     def is_set(self) -> bool:
         return self._set
 
     def wait(self, timeout: float) -> bool:
-        """True once set; False when `timeout` seconds pass first."""
         deadline = time.monotonic() + timeout
         step = FIRST_STEP
         while not self._set:

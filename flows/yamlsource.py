@@ -52,9 +52,13 @@ def join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+# libyaml's parser is ten times faster than PyYAML's own, and gives the same nodes and marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load(text: str) -> Source:
     """Parse one YAML document; raise YamlError for text that is not YAML."""
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         source = Source(None)
