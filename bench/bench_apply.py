@@ -91,7 +91,7 @@ def main() -> int:
     try:
         agents = [Target(h.name, Path(h.rundir) / SOCKET_NAME) for h in built.state.hosts.values()]
         texts = {p: p.read_text() for p in (base_path, added_path)}
-        add_ms, remove_ms, floors, changes, slowest = [], [], [], [], []
+        add_ms, remove_ms, floors, changes, slowest, validate_ms = [], [], [], [], [], []
         for run in range(args.repeat):
             floors.append(floor_ms(agents))
             for path, times in ((added_path, add_ms), (base_path, remove_ms)):
@@ -100,10 +100,12 @@ def main() -> int:
                     raise SystemExit(f"P3: the change was not applied: {result.verdicts} {result.failed}")
                 times.append(result.seconds * 1000)
                 if path == added_path:
+                    validate_ms.append(result.validate_seconds * 1000)
                     changes.append(sum(r["flow_changes"] for r in result.applied.values()))
                     slowest.append(max(r["agent_ms"] for r in result.applied.values())
                                    + max(r["agent_ms"] for r in result.verdicts.values()))
-            print(f"run {run + 1}: add {add_ms[-1]:.1f} ms (slowest agent's own work {slowest[-1]:.1f} ms), "
+            print(f"run {run + 1}: add {add_ms[-1]:.1f} ms (validate {validate_ms[-1]:.1f} ms; slowest agent's "
+                  f"own work {slowest[-1]:.1f} ms), "
                   f"remove {remove_ms[-1]:.1f} ms, "
                   f"round trip to all {floors[-1]:.1f} ms", flush=True)
         rollout(agents, texts[added_path], str(added_path))
@@ -125,6 +127,7 @@ def main() -> int:
         "add_ms_median": round(statistics.median(add_ms), 1), "add_ms_max": round(max(add_ms), 1),
         "remove_ms_median": round(statistics.median(remove_ms), 1),
         "slowest_agent_ms_median": round(statistics.median(slowest), 1),
+        "validate_ms_median": round(statistics.median(validate_ms), 1),
         "round_trip_to_all_ms_median": round(statistics.median(floors), 1),
         "flow_changes_per_add": statistics.median(changes),
         "cli_ms_median": round(statistics.median(cli), 1) if cli else None,

@@ -31,7 +31,7 @@ from flows import br_int, pipeline
 from flows.config import Config
 from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
-from flows.model import build_bridge, local_vlans
+from flows.model import BridgeModel, build_bridge, local_vlans
 from flows.tables import UCAST_TO_TUN
 from flows.transition import pin_local_vlans
 
@@ -59,6 +59,9 @@ class Counters:
     openflow_errors: int = 0
     db_transactions: int = 0
     repairs: int = 0
+
+
+_Pipeline = tuple[Config, BridgeModel, tuple[Flow, ...]]
 
 
 @dataclass
@@ -94,6 +97,8 @@ class Agent:
         self._notes_reported: set[str] = set()
         self._ofports: dict[str, int] = {}
         self._observed: tuple[int, dbplan.Observed] | None = None
+        self._plan: tuple[Config, dbplan.Observed, dbplan.Plan] | None = None
+        self._pipelines: dict[tuple[int, tuple[tuple[str, int], ...]], _Pipeline] = {}
         self._bridge_by_dpid = {self.host.datapath_id: dbplan.BR_TUN,
                                 self.host.br_int_datapath_id: dbplan.BR_INT}
 
@@ -251,8 +256,13 @@ class Agent:
         assert self.db is not None
         self._seqno = self.db.change_seqno
         observed = self.observe()
-        plan = dbplan.plan(config or self.config, self.host.name, observed, self.settings.controller,
-                           self.settings.datapath_type)
+        config = config or self.config
+        if self._plan is not None and self._plan[0] is config and self._plan[1] is observed:
+            plan = self._plan[2]  # the same config against the same database: the same plan
+        else:
+            plan = dbplan.plan(config, self.host.name, observed, self.settings.controller,
+                               self.settings.datapath_type)
+            self._plan = (config, observed, plan)
         for note in plan.notes:
             if note not in self._notes_reported:
                 LOG.warning("%s", note)
@@ -279,11 +289,28 @@ class Agent:
             self._observed = (seqno, self.db.observe())
         return self._observed[1]
 
+    def pipeline(self, config: Config | None = None) -> tuple[BridgeModel, tuple[Flow, ...]]:
+        """br-tun's model and flows for a config and the ofports the switch reports.
+
+        Computed once per (config, ofports): configs are immutable values, and a change
+        asks for the same pipelines several times (dry run, steps, reconciles)."""
+        config = config or self.config
+        key = (id(config), tuple(sorted(self._ofports.items())))
+        hit = self._pipelines.get(key)
+        if hit is not None and hit[0] is config:
+            return hit[1], hit[2]
+        model = build_bridge(config, self.host.name, observed_ofports=self._ofports)
+        flows = pipeline.build(model)
+        if len(self._pipelines) >= 8:
+            self._pipelines.clear()
+        self._pipelines[key] = (config, model, flows)
+        return model, flows
+
     def desired(self, bridge: str, config: Config | None = None) -> tuple[Flow, ...]:
         config = config or self.config
         if bridge == dbplan.BR_INT:
             return br_int.build(config.cookie)
-        return pipeline.build(build_bridge(config, self.host.name, observed_ofports=self._ofports))
+        return self.pipeline(config)[1]
 
     def local_vlans(self, config: Config | None = None) -> dict[str, int]:
         config = config or self.config

@@ -22,8 +22,6 @@ from controller.agent import Agent
 from flows import edits, transition
 from flows.config import Config, InvalidConfig, parse_config
 from flows.diff import Kind, diff
-from flows.model import build_bridge
-from flows.pipeline import build
 
 LOG = logging.getLogger("brtun.changes")
 
@@ -74,9 +72,9 @@ def _prepare(agent: Agent, text: str) -> tuple[Config, transition.Steps]:
     if problems:
         raise Rejected(problems)
     effective = transition.pin_local_vlans(new, agent.host.name, agent.local_vlans())
-    old_model = build_bridge(agent.config, agent.host.name, observed_ofports=agent._ofports)
-    new_model = build_bridge(effective, agent.host.name, observed_ofports=agent._ofports)
-    steps = transition.steps(old_model, build(old_model), new_model, build(new_model), effective)
+    old_model, old_flows = agent.pipeline()
+    new_model, new_flows = agent.pipeline(effective)
+    steps = transition.steps(old_model, old_flows, new_model, new_flows, effective)
     if steps.held and dbplan.BR_TUN not in agent.sessions:
         raise Rejected([f"local VLAN {', '.join(map(str, sorted(steps.held)))} would change network while "
                         "br-tun is not connected: that needs br-tun and br-int to change in step"])
@@ -95,7 +93,9 @@ def preview(agent: Agent, text: str) -> dict[str, Any]:
         result = diff(agent.desired(bridge, effective), agent.desired(bridge), effective.cookie)
         flows[bridge] = {kind.value: len(result.of_kind(kind)) for kind in Kind}
     return {"database": [op.describe() for op in plan.operations], "flows": flows,
-            "local_vlans": agent.local_vlans(effective), "steps": steps.describe()}
+            "local_vlans": agent.local_vlans(effective), "steps": steps.describe(),
+            # what `brtun apply` gives back should another agent fail to apply the change
+            "current": {"path": agent.config_path, "text": agent.config_text}}
 
 
 def apply(agent: Agent, text: str, path: str | None, edit: str | None = None) -> dict[str, Any]:
@@ -148,14 +148,12 @@ def _go_back(agent: Agent, old_config: Config, progress: _Progress) -> None:
 
 def _carry_out(agent: Agent, effective: Config, progress: _Progress) -> dict[str, Any]:
     """The steps of flows.transition, each confirmed before the next."""
-    name = agent.host.name
-    old_model = build_bridge(agent.config, name, observed_ofports=agent._ofports)
-    old_flows = build(old_model)
+    old_model, old_flows = agent.pipeline()
     agent.config = effective
     # Step 0: new tunnel ports first, so that their flows can be written.
     agent.sync_database(only=(dbplan.EnsureBridge, dbplan.AddPort, dbplan.FixPort))
-    new_model = build_bridge(effective, name, observed_ofports=agent._ofports)
-    steps = transition.steps(old_model, old_flows, new_model, build(new_model), effective)
+    new_model, new_flows = agent.pipeline(effective)
+    steps = transition.steps(old_model, old_flows, new_model, new_flows, effective)
     refused: list[str] = []
     sent = 0
 
@@ -166,7 +164,6 @@ def _carry_out(agent: Agent, effective: Config, progress: _Progress) -> dict[str
             sent += len(result.changes)
             refused.extend(agent.refused.get(bridge, []))
 
-    new_flows = build(new_model)
     bridging, final = set(steps.bridge_flows), set(new_flows)
     if bridging != set(old_flows):  # 1: make before break (nothing to add: nothing to do)
         flows(dbplan.BR_TUN, steps.bridge_flows)
@@ -242,9 +239,12 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
         "reload": lambda: reload(agent),
         "edit": lambda: edit(agent, request["edit"], request.get("args", {}), bool(request.get("dry_run"))),
     }[op]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
-        return {"ok": True, **agent.call(work), "agent_ms": round((time.perf_counter() - started) * 1000, 2)}
+        reply = {"ok": True, **agent.call(work)}
+        reply.update(agent_ms=round((time.perf_counter() - started) * 1000, 2),
+                     agent_cpu_ms=round((time.process_time() - cpu) * 1000, 2))
+        return reply
     except Rejected as rejected:
         if op != "validate":
             agent.metrics.config_changes.labels("rejected").inc()

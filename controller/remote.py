@@ -86,6 +86,7 @@ class Rollout:
     applied: dict[str, dict[str, Any]]  # host -> its apply reply (empty after a rejection or dry run)
     failed: dict[str, dict[str, Any]]  # host -> the reply of an agent that could not apply
     seconds: float  # first request to the last agent's last barrier
+    validate_seconds: float  # of which every agent validating
 
     @property
     def rejected(self) -> list[str]:
@@ -102,19 +103,19 @@ def _each(agents: list[Target], payload: Callable[[Target], dict[str, Any]]) -> 
 def rollout(agents: list[Target], text: str, path: str, dry_run: bool = False) -> Rollout:
     """Validate everywhere; only if all accept, apply everywhere; roll back if any fails."""
     started = time.perf_counter()
-    before = _each(agents, lambda t: {"op": "config"})
     verdicts = _each(agents, lambda t: {"op": "validate", "config": text, "path": path})
+    validated = time.perf_counter()
     if dry_run or any(not reply["ok"] for reply in verdicts.values()):
-        return Rollout(verdicts, {}, {}, time.perf_counter() - started)
+        return Rollout(verdicts, {}, {}, validated - started, validated - started)
     replies = _each(agents, lambda t: {"op": "apply", "config": text, "path": path})
     seconds = time.perf_counter() - started
     failed = {host: reply for host, reply in replies.items() if not reply["ok"]}
-    if failed:
+    if failed:  # each validate reply carries the config that agent had: put it back
         went_back = [t for t in agents if t.host not in failed]
-        _each(went_back, lambda t: {"op": "apply", "config": before[t.host]["text"],
-                                    "path": before[t.host]["path"]})
+        _each(went_back, lambda t: {"op": "apply", "config": verdicts[t.host]["current"]["text"],
+                                    "path": verdicts[t.host]["current"]["path"]})
     applied = {host: reply for host, reply in replies.items() if reply["ok"]}
-    return Rollout(verdicts, applied, failed, seconds)
+    return Rollout(verdicts, applied, failed, seconds, validated - started)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ than a /20) collide; validation reports that and asks for explicit ofports.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 PATCH_INT = "patch-int"  # br-tun's end of the patch to br-int
@@ -33,10 +34,12 @@ IFNAME_MAX = 15
 TYPE_DIGIT = {"gre": 1, "vxlan": 2, "geneve": 3}
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked for every port of every host on each change
 def tunnel_port_name(tunnel_type: str, remote_ip: str) -> str:
     return f"{tunnel_type}-{int(ipaddress.IPv4Address(remote_ip)):08x}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_tunnel_port_name(name: str) -> tuple[str, str] | None:
     """(type, remote IPv4) of a Neutron tunnel port name, or None."""
     tunnel_type, dash, hex_ip = name.rpartition("-")
