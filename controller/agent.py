@@ -255,14 +255,7 @@ class Agent:
         `only` limits the operations to some kinds (a config change orders them)."""
         assert self.db is not None
         self._seqno = self.db.change_seqno
-        observed = self.observe()
-        config = config or self.config
-        if self._plan is not None and self._plan[0] is config and self._plan[1] is observed:
-            plan = self._plan[2]  # the same config against the same database: the same plan
-        else:
-            plan = dbplan.plan(config, self.host.name, observed, self.settings.controller,
-                               self.settings.datapath_type)
-            self._plan = (config, observed, plan)
+        plan = self.db_plan(config)
         for note in plan.notes:
             if note not in self._notes_reported:
                 LOG.warning("%s", note)
@@ -274,12 +267,21 @@ class Agent:
             self.db.apply(operations)
             self.counters.db_transactions += 1
             self._observed = None  # our own change: read it back whatever the replica says yet
-            observed = self.observe()
             self._seqno = self.db.change_seqno
-        ofports = observed.ofports(dbplan.BR_TUN)
+        ofports = self.observe().ofports(dbplan.BR_TUN)
         if ofports != self._ofports:
             self._ofports = ofports
             self._mark(dbplan.BR_TUN)
+
+    def db_plan(self, config: Config | None = None) -> dbplan.Plan:
+        """What the database needs for a config; the same config against the same database
+        snapshot gives the same plan, so it is computed once."""
+        observed = self.observe()
+        config = config or self.config
+        if self._plan is None or self._plan[0] is not config or self._plan[1] is not observed:
+            self._plan = (config, observed, dbplan.plan(config, self.host.name, observed,
+                                                        self.settings.controller, self.settings.datapath_type))
+        return self._plan[2]
 
     def observe(self) -> dbplan.Observed:
         """The database as the local replica holds it; read again only once the replica changed."""

@@ -93,7 +93,8 @@ def preview(agent: Agent, text: str) -> dict[str, Any]:
         result = diff(agent.desired(bridge, effective), agent.desired(bridge), effective.cookie)
         flows[bridge] = {kind.value: len(result.of_kind(kind)) for kind in Kind}
     return {"database": [op.describe() for op in plan.operations], "flows": flows,
-            "local_vlans": agent.local_vlans(effective), "steps": steps.describe(),
+            "local_vlans": agent.local_vlans(effective),
+            "steps": steps.describe() if _moves_ports(agent, steps, effective) else "one bundle",
             # what `brtun apply` gives back should another agent fail to apply the change
             "current": {"path": agent.config_path, "text": agent.config_text}}
 
@@ -146,6 +147,12 @@ def _go_back(agent: Agent, old_config: Config, progress: _Progress) -> None:
     agent.sync_database()
 
 
+def _moves_ports(agent: Agent, steps: transition.Steps, effective: Config) -> bool:
+    """Whether a VM port changes VLAN: only then must br-tun change in steps around it."""
+    return any(isinstance(op, dbplan.SetTag) for config in (steps.database_config, effective)
+               for op in agent.db_plan(config).operations)
+
+
 def _carry_out(agent: Agent, effective: Config, progress: _Progress) -> dict[str, Any]:
     """The steps of flows.transition, each confirmed before the next."""
     old_model, old_flows = agent.pipeline()
@@ -164,16 +171,24 @@ def _carry_out(agent: Agent, effective: Config, progress: _Progress) -> dict[str
             sent += len(result.changes)
             refused.extend(agent.refused.get(bridge, []))
 
-    bridging, final = set(steps.bridge_flows), set(new_flows)
-    if bridging != set(old_flows):  # 1: make before break (nothing to add: nothing to do)
+    if not _moves_ports(agent, steps, effective):
+        # No VM port changes VLAN: br-tun's whole difference is one ordered, atomic bundle.
+        progress.done = 2
+        flows(dbplan.BR_TUN, new_flows)
+        if refused:
+            return {"steps": "one bundle", "flow_changes": sent, "refused": refused}
+        progress.done = 3
+        agent.sync_database()  # ports no longer implied go
+        progress.done = 4
+        return {"steps": "one bundle", "flow_changes": sent, "refused": refused, "local_vlans": agent.local_vlans()}
+    if set(steps.bridge_flows) != set(old_flows):  # 1: make before break
         flows(dbplan.BR_TUN, steps.bridge_flows)
     if refused:
         return {"steps": steps.describe(), "flow_changes": sent, "refused": refused}
     progress.done = 1
     agent.sync_database(steps.database_config, only=(dbplan.SetTag,))  # 2: retag, parked on 4095
     progress.done = 2
-    if bridging != final or not sent:  # 3: exactly the new pipeline (a pure addition is there already)
-        flows(dbplan.BR_TUN, new_flows)
+    flows(dbplan.BR_TUN, new_flows)  # 3: exactly the new pipeline
     if refused:
         return {"steps": steps.describe(), "flow_changes": sent, "refused": refused}
     progress.done = 3  # br-int's flows depend on the cookie alone, which cannot change here
