@@ -45,6 +45,12 @@ from mininet_topos.topology import BuildOptions, Testbed  # noqa: E402
 GOAL_MS = 50.0
 
 
+def fail(message: str) -> None:
+    """Exit 2: the benchmark could not measure (1 means it measured and missed the goal)."""
+    print(f"P3: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def with_network(base: dict[str, Any]) -> dict[str, Any]:
     """The mesh plus `purple` (GRE key 900) with a port on every host."""
     config: dict[str, Any] = yaml.safe_load(yaml.safe_dump(base))
@@ -71,7 +77,7 @@ def check_flows(built: Any, path: Path) -> None:
         have = sorted(line for line in host.ovs.ofctl("--no-stats", "dump-flows", "br-tun").splitlines()
                       if "table=20, hard_timeout" not in line)
         if want != have:
-            raise SystemExit(f"P3: {name}'s br-tun differs from `brtun render` after the change")
+            fail(f"{name}'s br-tun differs from `brtun render` after the change")
 
 
 def main() -> int:
@@ -87,7 +93,10 @@ def main() -> int:
     added_path.write_text(yaml.safe_dump(with_network(base), sort_keys=False))
     config = load_config(str(base_path))
     print(f"bringing up a {args.hosts}-host mesh", flush=True)
-    built = Testbed(base_path, config, spec.testbed_spec(config, "mesh"), BuildOptions(), kind="mesh").up()
+    try:
+        built = Testbed(base_path, config, spec.testbed_spec(config, "mesh"), BuildOptions(), kind="mesh").up()
+    except FileExistsError as error:
+        fail(str(error))
     try:
         agents = [Target(h.name, Path(h.rundir) / SOCKET_NAME) for h in built.state.hosts.values()]
         texts = {p: p.read_text() for p in (base_path, added_path)}
@@ -97,7 +106,7 @@ def main() -> int:
             for path, times in ((added_path, add_ms), (base_path, remove_ms)):
                 result = rollout(agents, texts[path], str(path))
                 if result.rejected or result.failed:
-                    raise SystemExit(f"P3: the change was not applied: {result.verdicts} {result.failed}")
+                    fail(f"the change was not applied: {result.verdicts} {result.failed}")
                 times.append(result.seconds * 1000)
                 if path == added_path:
                     validate_ms.append(result.validate_seconds * 1000)

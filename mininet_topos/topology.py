@@ -95,8 +95,18 @@ class Testbed:
         self.options = options
         self.kind = kind
 
+    def namespaces(self) -> list[str]:
+        spec = self.spec
+        names = ["underlay", *self.config.host_names, *(vm.name for vm in spec.vms),
+                 *{spec.service_namespace(port) for port in spec.services}]
+        return names + (["external"] if spec.router is not None else [])
+
     def up(self) -> Built:
         """Build it all; on any failure, undo everything already made, then re-raise."""
+        taken = [name for name in self.namespaces() if states.namespace_exists(name)]
+        if taken:  # namespace names are global: two testbeds of the same shape cannot coexist
+            raise FileExistsError(f"network namespace {', '.join(taken)} already exists (another testbed? "
+                                  "`brtun testbed status`; `brtun testbed down NAME` removes it)")
         state = states.create(self.spec.name, self.kind)
         state.datapath_type = self.options.datapath_type
         copy = Path(state.directory) / "config.yaml"

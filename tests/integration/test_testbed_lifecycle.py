@@ -14,14 +14,10 @@ from mininet_topos import pids
 from mininet_topos import state as states
 from tests.conftest import PROJECT
 from tests.integration.conftest import require_environment
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import brtun, wait_until
 
 pytestmark = pytest.mark.integration
 BRTUN = [sys.executable, "-m", "controller.cli"]
-
-
-def brtun(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BRTUN, *argv], capture_output=True, text=True, timeout=timeout, cwd=PROJECT, check=False)
 
 
 def leftovers(state: states.TestbedState) -> list[str]:
@@ -84,3 +80,16 @@ def test_down_after_a_killed_demo_leaves_no_namespace_bridge_or_process() -> Non
     assert leftovers(state) == []
     assert "seed" not in states.names()
     assert root_links() <= links_before  # no bridge or veth left in the root namespace
+
+
+def test_up_refuses_when_a_namespace_it_needs_is_taken() -> None:
+    require_environment()
+    assert not states.namespace_exists("underlay"), "a testbed is up: this test needs the machine to itself"
+    subprocess.run(["ip", "netns", "add", "underlay"], check=True)
+    try:
+        result = brtun("testbed", "up", "--hosts", "2")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "network namespace underlay already exists (another testbed?" in result.stderr
+        assert "mesh" not in states.names() and not states.namespace_exists("host1")
+    finally:
+        subprocess.run(["ip", "netns", "del", "underlay"], check=False)
