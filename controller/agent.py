@@ -27,7 +27,6 @@ from flows import br_int, pipeline
 from flows.config import Config
 from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
-from flows.model import build_bridge
 
 LOG = logging.getLogger("brtun.agent")
 RETRY_SECONDS = 5.0  # after the switch refused a change
@@ -66,6 +65,7 @@ class Agent:
         self._seqno = -1
         self._notes_reported: set[str] = set()
         self._ofports: dict[str, int] = {}
+        self._br_tun = pipeline.DesiredBrTun()  # kept between reconciles, with each flow's bytes
         self._bridge_by_dpid = {self.host.datapath_id: dbplan.BR_TUN,
                                 self.host.br_int_datapath_id: dbplan.BR_INT}
 
@@ -167,12 +167,12 @@ class Agent:
         if ofports != self._ofports:
             self._ofports = ofports
             self._mark(dbplan.BR_TUN)
+            self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
 
     def desired(self, bridge: str) -> tuple[Flow, ...]:
         if bridge == dbplan.BR_INT:
             return br_int.build(self.config.cookie)
-        model = build_bridge(self.config, self.host.name, observed_ofports=self._ofports)
-        return pipeline.build(model)
+        return self._br_tun.get(self.config, self.host.name, self._ofports)
 
     def reconcile(self, bridge: str) -> Diff | None:
         """Read back, diff, send only the difference in one bundle, confirm with a barrier."""
@@ -196,8 +196,9 @@ class Agent:
         if not result.changes:
             LOG.info("%s: in sync, nothing sent (%.3f s)", summary, time.monotonic() - started)
             return result
-        for change in result.changes:
-            LOG.debug("%s: %s", bridge, change.render())
+        if LOG.isEnabledFor(logging.DEBUG):  # rendering 50,000 changes costs a second
+            for change in result.changes:
+                LOG.debug("%s: %s", bridge, change.render())
         sent = session.send_changes(result.changes)
         self.counters.flow_mods += sent.sent
         self.counters.openflow_errors = sum(s.errors_total for s in self.sessions.values())

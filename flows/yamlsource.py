@@ -54,7 +54,8 @@ def join(path: str, key: object) -> str:
 
 def load(text: str) -> Source:
     """Parse one YAML document; raise YamlError for text that is not YAML."""
-    loader = yaml.SafeLoader(text)
+    # libyaml's loader when PyYAML has it: the same nodes, ten times faster on a big config.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
         source = Source(None)
