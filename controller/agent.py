@@ -12,6 +12,7 @@ time, so two changes to the same switch never interleave.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -168,6 +169,8 @@ class Agent:
             self._ofports = ofports
             self._mark(dbplan.BR_TUN)
             self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
+            gc.collect()
+            gc.freeze()  # those long-lived flows: no full collection need walk them again
 
     def desired(self, bridge: str) -> tuple[Flow, ...]:
         if bridge == dbplan.BR_INT:

@@ -163,8 +163,11 @@ class SwitchSession:
 def _flow_mod_bytes(dp: Any, change: Change, xid: int) -> bytes:
     """The flow-mod of flows.ofmsg.change_message, as bytes: flows.wire's, else os-ken's."""
     flow = change.flow
-    command = {DiffKind.ADD: "add", DiffKind.DELETE: "delete"}.get(change.kind)
-    if command is None:
+    if change.kind is DiffKind.ADD:
+        command = "add"
+    elif change.kind is DiffKind.DELETE:
+        command = "delete"
+    else:
         old = change.old
         retimed = old is not None and (old.idle_timeout, old.hard_timeout) != (flow.idle_timeout, flow.hard_timeout)
         command = "add" if retimed else "modify"

@@ -275,9 +275,10 @@ class Flow:
 
         return encode(self)
 
-    @property
+    @cached_property
     def key(self) -> FlowKey:
-        """OpenFlow's identity of a flow entry: a second add with this key replaces it."""
+        """OpenFlow's identity of a flow entry: a second add with this key replaces it (cached:
+        every diff looks up every desired flow by it)."""
         return (self.table, self.priority, self.match)
 
     def same_effect(self, other: Flow) -> bool:
