@@ -218,7 +218,7 @@ class Encoded:
     Open vSwitch reports for it (the same bytes, but NXM field headers in
     Nicira actions)."""
 
-    match: bytes  # padded ofp_match
+    match: bytes  # ofp_match, without its padding (the key shares it)
     instructions: bytes
     key: StatsKey  # see stats_key()
 
@@ -229,18 +229,19 @@ class Encoded:
         body = _FLOW_MOD.pack(flow.cookie, 0 if command == "add" else _ALL_ONES, flow.table, _COMMANDS[command],
                               flow.idle_timeout, flow.hard_timeout, flow.priority, ofp.OFP_NO_BUFFER,
                               ofp.OFPP_ANY, ofp.OFPG_ANY, 0)
-        length = 8 + len(body) + len(self.match) + len(instructions)
-        return _HEADER.pack(OFP_VERSION, OFPT_FLOW_MOD, length, xid) + body + self.match + instructions
+        padding = bytes(-len(self.match) % 8)
+        length = 8 + len(body) + len(self.match) + len(padding) + len(instructions)
+        return _HEADER.pack(OFP_VERSION, OFPT_FLOW_MOD, length, xid) + body + self.match + padding + instructions
 
 
 def encode(flow: Flow) -> Encoded:
-    match = encode_match(flow.match)
+    padded = encode_match(flow.match)
+    (match_length,) = struct.unpack_from("!H", padded, 2)
+    match = padded[:match_length]
     instructions = encode_instructions(flow)
     nicira = any(isinstance(action, (Move, Load, Learn)) for action in flow.actions)
     reported = encode_instructions(flow, as_reported=True) if nicira else instructions
-    (match_length,) = struct.unpack_from("!H", match, 2)
-    key = (flow.table, flow.priority, flow.cookie, flow.idle_timeout, flow.hard_timeout, match[:match_length],
-           reported)
+    key = (flow.table, flow.priority, flow.cookie, flow.idle_timeout, flow.hard_timeout, match, reported)
     return Encoded(match, instructions, key)
 
 
