@@ -169,8 +169,7 @@ class Agent:
             self._ofports = ofports
             self._mark(dbplan.BR_TUN)
             self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
-            gc.collect()
-            gc.freeze()  # those long-lived flows: no full collection need walk them again
+            gc.freeze()  # long-lived: no collection need walk them again (refcounting still frees them)
 
     def desired(self, bridge: str) -> tuple[Flow, ...]:
         if bridge == dbplan.BR_INT:

@@ -182,9 +182,26 @@ def test_os_ken_parses_a_flow_stats_reply_only_when_its_body_is_read() -> None:
     assert [ofmsg.from_flow_stats(stats) for stats in message.body] == flows  # os-ken's parse, on demand
 
 
-def test_a_change_the_encoder_cannot_express_still_goes_out_through_os_ken() -> None:
+def test_every_kind_of_change_goes_out_as_the_flow_mod_ofmsg_makes_for_it() -> None:
     from controller.switch import _flow_mod_bytes
 
     flow = ALL_FLOWS[0]
-    change = Change(Kind.ADD, flow)
-    assert _flow_mod_bytes(DP, change, 9) == osken_bytes(flow, "add", 9)
+    retimed = Flow(flow.table, flow.priority, flow.match, flow.actions, flow.goto, flow.cookie, hard_timeout=9)
+    for change in (Change(Kind.ADD, flow), Change(Kind.DELETE, flow), Change(Kind.MODIFY, flow, old=flow),
+                   Change(Kind.MODIFY, flow, old=retimed)):
+        message = ofmsg.change_message(DP, change)
+        message.set_xid(9)
+        message.serialize()
+        assert _flow_mod_bytes(DP, change, 9) == bytes(message.buf), change
+
+
+def test_a_change_the_encoder_cannot_express_still_goes_out_through_os_ken() -> None:
+    from controller.switch import _flow_mod_bytes
+
+    flow = Flow(0, 5, Match.of(icmp_type=3, dl_type=0x0800, nw_proto=1), cookie=COOKIE)  # encodable by both
+    raw = Flow(0, 5, Match(raw=("reg0=1",)), cookie=COOKIE)
+    with pytest.raises(wire.Unsupported):
+        raw.encoded  # noqa: B018
+    assert _flow_mod_bytes(DP, Change(Kind.ADD, flow), 9) == osken_bytes(flow, "add", 9)
+    with pytest.raises(ofmsg.Unconvertible):  # what os-ken cannot express either is refused, as before
+        _flow_mod_bytes(DP, Change(Kind.ADD, raw), 9)
