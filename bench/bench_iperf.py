@@ -10,7 +10,7 @@ tcp/22, the port the security group admits) measures
 - over GRE: compute1's VM to compute2's (br-int - br-tun - GRE - br-tun - br-int);
 - baseline, in the same run: compute1's VM to its neighbour on compute1
   (br-int alone: no tunnel, no br-tun).
-Runs alternate; medians and the ratio go to bench/results/iperf.{md,json}.
+Runs alternate; medians and the ratio go to bench/results/iperf.{md,json} (or --output NAME).
 The figure is bound by Open vSwitch's userspace datapath, not by brtun:
 the agent is not on the packet path.  Needs root; the testbed's namespaces
 (vm1..vm3, underlay, p5c1, p5c2) must not exist yet.
@@ -77,6 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5, help="length of each iperf3 run")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--output", default="iperf", help="results name: bench/results/NAME.{md,json}")
     args = parser.parse_args()
     taken = [name for name in NAMESPACES if Path(f"/run/netns/{name}").exists()]
     if taken:
@@ -110,8 +111,8 @@ def main() -> int:
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "iperf.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "iperf.md").write_text(
+    (out / f"{args.output}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.output}.md").write_text(
         "| id | what | over GRE (median) | same host, no tunnel (median) | ratio |\n|---|---|---|---|---|\n"
         f"| P5 | iperf3 TCP VM to VM, {args.seconds} s x {args.repeat} | {result['gre_gbits_median']} Gbit/s | "
         f"{result['same_host_gbits_median']} Gbit/s | {result['ratio']} |\n\n"

@@ -38,8 +38,9 @@ def test_the_agent_benchmark_runs_installs_identical_flows_and_restarts_without_
 
 def test_the_iperf_benchmark_measures_both_paths() -> None:
     require_environment()
-    result = subprocess.run([sys.executable, "bench/bench_iperf.py", "--seconds", "1", "--repeat", "1"],
+    result = subprocess.run([sys.executable, "bench/bench_iperf.py", "--seconds", "1", "--repeat", "1",
+                             "--output", "iperf-smoke"],
                             capture_output=True, text=True, cwd=PROJECT, timeout=240, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    written = json.loads((PROJECT / "bench" / "results" / "iperf.json").read_text())
+    written = json.loads((PROJECT / "bench" / "results" / "iperf-smoke.json").read_text())
     assert written["id"] == "P5" and written["gre_gbits_median"] > 0 and written["same_host_gbits_median"] > 0
