@@ -12,7 +12,6 @@ time, so two changes to the same switch never interleave.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -169,7 +168,6 @@ class Agent:
             self._ofports = ofports
             self._mark(dbplan.BR_TUN)
             self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
-            gc.freeze()  # long-lived: no collection need walk them again (refcounting still frees them)
 
     def desired(self, bridge: str) -> tuple[Flow, ...]:
         if bridge == dbplan.BR_INT:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, overload
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -167,7 +168,10 @@ def _learn_spec(spec: LearnSpec, as_reported: bool) -> bytes:
     return head + source + struct.pack("!IH", _subfield_oxm(spec.dst, as_reported).header, spec.dst.start)
 
 
+@lru_cache(maxsize=1 << 16)
 def encode_action(action: Action, as_reported: bool = False) -> bytes:
+    """One action's bytes; remembered, because most actions recur across thousands of flows
+    (pop_vlan, a network's set_field of its key, an output to a tunnel, the ARP responder's moves)."""
     if isinstance(action, Output):
         return struct.pack("!HHIH6x", ofp.OFPAT_OUTPUT, 16, action.port, action.max_len)
     if isinstance(action, PushVlan):
