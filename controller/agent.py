@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from flows import br_int, pipeline
 from flows.config import Config
 from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
-from flows.model import BridgeModel, build_bridge, local_vlans
+from flows.model import BridgeModel, local_vlans
 from flows.tables import UCAST_TO_TUN
 from flows.transition import pin_local_vlans
 
@@ -59,9 +59,6 @@ class Counters:
     openflow_errors: int = 0
     db_transactions: int = 0
     repairs: int = 0
-
-
-_Pipeline = tuple[Config, BridgeModel, tuple[Flow, ...]]
 
 
 @dataclass
@@ -98,7 +95,7 @@ class Agent:
         self._ofports: dict[str, int] = {}
         self._observed: tuple[int, dbplan.Observed] | None = None
         self._plan: tuple[Config, dbplan.Observed, dbplan.Plan] | None = None
-        self._pipelines: dict[tuple[int, tuple[tuple[str, int], ...]], _Pipeline] = {}
+        self._br_tun = pipeline.DesiredBrTun()  # kept between reconciles, with each flow's bytes
         self._bridge_by_dpid = {self.host.datapath_id: dbplan.BR_TUN,
                                 self.host.br_int_datapath_id: dbplan.BR_INT}
 
@@ -272,6 +269,7 @@ class Agent:
         if ofports != self._ofports:
             self._ofports = ofports
             self._mark(dbplan.BR_TUN)
+            self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
 
     def db_plan(self, config: Config | None = None) -> dbplan.Plan:
         """What the database needs for a config; the same config against the same database
@@ -296,17 +294,7 @@ class Agent:
 
         Computed once per (config, ofports): configs are immutable values, and a change
         asks for the same pipelines several times (dry run, steps, reconciles)."""
-        config = config or self.config
-        key = (id(config), tuple(sorted(self._ofports.items())))
-        hit = self._pipelines.get(key)
-        if hit is not None and hit[0] is config:
-            return hit[1], hit[2]
-        model = build_bridge(config, self.host.name, observed_ofports=self._ofports)
-        flows = pipeline.build(model)
-        if len(self._pipelines) >= 8:
-            self._pipelines.clear()
-        self._pipelines[key] = (config, model, flows)
-        return model, flows
+        return self._br_tun.pipeline(config or self.config, self.host.name, self._ofports)
 
     def desired(self, bridge: str, config: Config | None = None) -> tuple[Flow, ...]:
         config = config or self.config
@@ -348,8 +336,9 @@ class Agent:
             self.metrics.reconcile_seconds.labels(bridge).observe(seconds)
             LOG.info("%s: in sync, nothing sent (%.3f s)", summary, seconds)
             return result
-        for change in result.changes:
-            LOG.debug("%s: %s", bridge, change.render())
+        if LOG.isEnabledFor(logging.DEBUG):  # rendering 50,000 changes costs a second
+            for change in result.changes:
+                LOG.debug("%s: %s", bridge, change.render())
         try:
             sent = session.send_changes(result.changes)
         except SwitchTimeout as error:
@@ -382,11 +371,11 @@ class Agent:
         if new:
             self.metrics.openflow_errors.labels(bridge).inc(new)
 
-    def _record(self, bridge: str, desired: tuple[Flow, ...], installed: list[Flow], result: Diff) -> None:
+    def _record(self, bridge: str, desired: tuple[Flow, ...], installed: Sequence[Flow], result: Diff) -> None:
         """What the audit expects afterwards, and the figures `state` and the metrics show."""
         held = {wanted.key for wanted, _ in result.conflicts}
         self._expected[bridge] = collections.Counter(f.table for f in desired if f.key not in held)
-        ours = sum(1 for f in installed if f.cookie == self.config.cookie)
+        ours = len(installed) - len(result.foreign)  # counted, not decoded: a read-back stays lazy
         self.metrics.flows_desired.labels(bridge).set(len(desired))
         self.metrics.flows_installed.labels(bridge, "ours").set(ours - len(result.learned))
         self.metrics.flows_installed.labels(bridge, "learned").set(len(result.learned))

@@ -5,6 +5,11 @@ os-ken event handlers hand the replies over (`deliver`).  Nothing here
 decides *what* to change: that is flows.diff.  A bundle is atomic (ONF
 bundle extension, which Open vSwitch implements for OpenFlow 1.3): the
 switch applies all of a difference or none of it, and a barrier confirms.
+
+At scale the bytes come from flows.wire (byte-identical to os-ken's, kept
+with each Flow) and go out in a few large writes instead of one queued
+message per flow; flow-stats are kept as bytes (controller.lazystats) and
+decoded only where they differ from the desired flows.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller import lazystats
 from controller.waiting import Signal
-from flows import ofmsg
+from flows import ofmsg, wire
 from flows.diff import Change
-from flows.flow import Flow
+from flows.diff import Kind as DiffKind
 
 LOG = logging.getLogger("brtun.switch")
 _bundle_ids = itertools.count(1)
+WRITE_BYTES = 1 << 20  # bundle messages are handed to os-ken's send queue in writes of about this size
 
 
 class SwitchTimeout(RuntimeError):
@@ -52,8 +59,9 @@ class SwitchSession:
         self.errors_total = 0
         self.closed = False
         self._waiters: dict[int, _Waiter] = {}
-        self._in_flight: dict[int, str] = {}  # xid -> what it was, for error reports
+        self._in_flight: dict[int, str | Change] = {}  # xid -> what it was, for error reports
         self._errors: dict[int, list[str]] = {}
+        lazystats.install()
 
     @property
     def dpid(self) -> int:
@@ -74,7 +82,7 @@ class SwitchSession:
     def error(self, msg: Any) -> None:
         """An OpenFlow error: log it with the request that caused it, count it, carry on."""
         self.errors_total += 1
-        what = self._in_flight.get(msg.xid, "a request brtun does not track")
+        what = _describe(self._in_flight.get(msg.xid, "a request brtun does not track"))
         if getattr(msg, "experimenter", None) is not None:  # e.g. ONF's bundle errors
             kind = f"experimenter error {msg.experimenter:#x} exp_type={msg.exp_type}"
         else:
@@ -110,17 +118,17 @@ class SwitchSession:
         finally:
             self._waiters.pop(xid, None)
 
-    def read_flows(self, timeout: float = 30) -> list[Flow]:
-        """Every flow of every table, as the switch reports them."""
+    def read_flows(self, timeout: float = 30) -> wire.InstalledFlows:
+        """Every flow of every table, as the switch reports them (kept as bytes until compared)."""
         ofp, parser = self.datapath.ofproto, self.datapath.ofproto_parser
         request = parser.OFPFlowStatsRequest(self.datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
                                              0, 0, parser.OFPMatch())
-        flows = []
+        entries: list[tuple[Any, int]] = []
         for reply in self._request(request, timeout):
             if type(reply).__name__ == "OFPErrorMsg":
                 raise RuntimeError(f"{self.bridge} refused to list its flows")
-            flows.extend(ofmsg.from_flow_stats(stats) for stats in reply.body)
-        return flows
+            entries.extend(reply.entries())
+        return wire.InstalledFlows(entries, fallback=_osken_decode)
 
     def table_counts(self, tables: list[int], cookie: int, timeout: float = 10) -> dict[int, int]:
         """How many flows with our cookie each table holds: cheap enough to ask every second,
@@ -147,12 +155,20 @@ class SwitchSession:
         flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
         tracked: list[int] = []
         dp.send_msg(parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
+        pending: list[bytes] = []
+        size = 0
         for change in changes:
-            add = parser.ONFBundleAddMsg(dp, bundle, flags, ofmsg.change_message(dp, change), [])
-            xid = dp.set_xid(add)
-            self._in_flight[xid] = f"{change.kind.value} {change.flow.render()}"
+            xid = self._next_xid()
+            message = wire.bundle_add(_flow_mod_bytes(dp, change, xid), bundle, flags)
+            self._in_flight[xid] = change
             tracked.append(xid)
-            dp.send_msg(add)
+            pending.append(message)
+            size += len(message)
+            if size >= WRITE_BYTES:
+                dp.send(b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            dp.send(b"".join(pending))
         commit = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, [])
         commit_xid = dp.set_xid(commit)
         self._in_flight[commit_xid] = f"the commit of bundle {bundle} ({len(changes)} changes)"
@@ -165,3 +181,39 @@ class SwitchSession:
             for xid in tracked:
                 self._in_flight.pop(xid, None)
         return SendResult(len(changes), errors, time.monotonic() - started)
+
+    def _next_xid(self) -> int:
+        """The next transaction ID, from the same counter os-ken's set_xid uses."""
+        dp = self.datapath
+        dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+        return int(dp.xid)
+
+
+def _flow_mod_bytes(dp: Any, change: Change, xid: int) -> bytes:
+    """The flow-mod of flows.ofmsg.change_message, as bytes: flows.wire's, else os-ken's."""
+    flow = change.flow
+    if change.kind is DiffKind.ADD:
+        command = "add"
+    elif change.kind is DiffKind.DELETE:
+        command = "delete"
+    else:
+        old = change.old
+        retimed = old is not None and (old.idle_timeout, old.hard_timeout) != (flow.idle_timeout, flow.hard_timeout)
+        command = "add" if retimed else "modify"
+    try:
+        return flow.encoded.flow_mod(flow, command, xid)
+    except (wire.Unsupported, KeyError):
+        message = ofmsg.change_message(dp, change)
+        message.set_xid(xid)
+        message.serialize()
+        return bytes(message.buf)
+
+
+def _osken_decode(buf: Any, offset: int) -> Any:
+    """One flow-stats entry through os-ken's parser: for what flows.wire does not know."""
+    return ofmsg.from_flow_stats(lazystats.parser.OFPFlowStats.parser(buf, offset))
+
+
+def _describe(what: str | Change) -> str:
+    """A tracked request in words; a change is rendered only when an error names it."""
+    return what if isinstance(what, str) else f"{what.kind.value} {what.flow.render()}"

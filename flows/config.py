@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from flows import naming, yamlsource
@@ -61,9 +62,9 @@ class Host:
     def br_int_datapath_id(self) -> int:
         return self.int_datapath_id or (self.datapath_id | INT_DATAPATH_ID_BIT)
 
-    @property
+    @cached_property
     def carried_networks(self) -> frozenset[str]:
-        """Neutron: a host carries a network when it has a port on it."""
+        """Neutron: a host carries a network when it has a port on it (cached: asked per network)."""
         return frozenset(port.network for port in self.ports)
 
 

@@ -12,10 +12,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from flows import fields
 from flows.actions import Action
 from flows.fields import Field, Kind
+
+if TYPE_CHECKING:
+    from flows.wire import Encoded
 
 OFP_DEFAULT_PRIORITY = 32768
 
@@ -142,6 +147,18 @@ class Match:
             items.append(MatchField(name, value, mask))
         return cls(tuple(items))
 
+    def __hash__(self) -> int:
+        """Cached: a Match is immutable, and diffs hash every desired flow's identity."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.fields, self.raw))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict[str, object]:
+        """Without the cached hash: text hashes differ between processes."""
+        return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+
     def get(self, name: str) -> MatchField | None:
         for item in self.fields:
             if item.name == name:
@@ -251,9 +268,17 @@ class Flow:
             if not 0 <= getattr(self, name) <= 0xFFFF:
                 raise ValueError(f"{name} is outside 0..65535")
 
-    @property
+    @cached_property
+    def encoded(self) -> Encoded:
+        """The flow's OpenFlow bytes (flows.wire), computed once: a Flow never changes."""
+        from flows.wire import encode
+
+        return encode(self)
+
+    @cached_property
     def key(self) -> FlowKey:
-        """OpenFlow's identity of a flow entry: a second add with this key replaces it."""
+        """OpenFlow's identity of a flow entry: a second add with this key replaces it (cached:
+        every diff looks up every desired flow by it)."""
         return (self.table, self.priority, self.match)
 
     def same_effect(self, other: Flow) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flows import fields, naming
-from flows.config import Config, Host, Options, possible_tunnel_ports
+from flows.config import Config, Host, Options, Port, possible_tunnel_ports
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,10 @@ def build_bridge(config: Config, host_name: str,
     l2pop = config.options.l2_population
     networks = []
     remote_ports = []
+    ports_on: dict[tuple[str, str], list[Port]] = {}  # (host, network) -> its ports, in config order
+    for remote in config.hosts:
+        for remote_port in remote.ports:
+            ports_on.setdefault((remote.name, remote_port.network), []).append(remote_port)
     for network in config.networks:
         if network.name not in vlans:
             continue
@@ -130,11 +134,10 @@ def build_bridge(config: Config, host_name: str,
             flood.add(port.ofport)
             if not l2pop:
                 continue
-            for remote_port in remote.ports:
-                if remote_port.network == network.name:
-                    ip = fields.ipv4_value(remote_port.ip) if remote_port.ip else None
-                    remote_ports.append(RemotePort(network.name, fields.mac_value(remote_port.mac),
-                                                   ip, remote.name, port.ofport))
+            for remote_port in ports_on.get((remote.name, network.name), ()):
+                ip = fields.ipv4_value(remote_port.ip) if remote_port.ip else None
+                remote_ports.append(RemotePort(network.name, fields.mac_value(remote_port.mac),
+                                               ip, remote.name, port.ofport))
         networks.append(LocalNetwork(network.name, network.type, network.segmentation_id,
                                      vlans[network.name], tuple(sorted(flood))))
     return BridgeModel(host.name, host.datapath_id, host.local_ip, config.cookie, config.options,
