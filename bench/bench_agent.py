@@ -27,21 +27,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import bigconfig  # noqa: E402
+from bench import bigconfig, report  # noqa: E402
 from flows.config import Config  # noqa: E402
 from flows.flow import render_flows  # noqa: E402
 from flows.model import build_bridge  # noqa: E402
@@ -242,15 +241,9 @@ def main() -> int:
     result = {
         "id": "P1,P2", "what": "agent install and restart against ovs-ofctl", "goal": f"<= {GOAL}x, 0 flow-mods",
         "sizes": measured, "mib_per_10k_flows": memory_slope(measured), "runs": args.repeat,
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT, check=False).stdout.strip(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(),
-        "cpus": os.cpu_count(),
+        **report.provenance(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.output}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{args.output}.md").write_text(markdown(result))
+    report.write(args.output, result, markdown(result))
     print(markdown(result))
     met = all(s["p1_ratio"] <= GOAL and s["p2_ratio"] <= GOAL and s["p2_flow_mods"] == 0
               and s["identical_flows"] for s in measured)

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import report  # noqa: E402
 from controller.remote import SOCKET_NAME, Target, rollout  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from flows.flow import render_flows  # noqa: E402
@@ -141,14 +139,9 @@ def main() -> int:
         "flow_changes_per_add": statistics.median(changes),
         "cli_ms_median": round(statistics.median(cli), 1) if cli else None,
         "goal": f"median <= {GOAL_MS:.0f} ms",
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT, check=False).stdout.strip(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(), "cpus": os.cpu_count(),
+        **report.provenance(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "apply.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "apply.md").write_text(
+    report.write("apply", result,
         "| id | what | add (median, max) | remove (median) | round trip to all agents | `brtun apply` command "
         "| goal |\n|---|---|---|---|---|---|---|\n"
         f"| P3 | a network added on {args.hosts} hosts ({result['flow_changes_per_add']} flow changes) | "

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import report  # noqa: E402
 from flows.config import parse_config  # noqa: E402
 from mininet_topos import probes, spec  # noqa: E402
 from mininet_topos.topology import BuildOptions, Testbed  # noqa: E402
@@ -105,14 +102,9 @@ def main() -> int:
         "same_host_gbits_median": round(statistics.median(local), 3),
         "ratio": round(statistics.median(gre) / statistics.median(local), 2), "goal": "report",
         "runs": args.repeat, "seconds": args.seconds, "datapath": "netdev (userspace)",
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT, check=False).stdout.strip(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(), "cpus": os.cpu_count(),
+        **report.provenance(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.output}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{args.output}.md").write_text(
+    report.write(args.output, result,
         "| id | what | over GRE (median) | same host, no tunnel (median) | ratio |\n|---|---|---|---|---|\n"
         f"| P5 | iperf3 TCP VM to VM, {args.seconds} s x {args.repeat} | {result['gre_gbits_median']} Gbit/s | "
         f"{result['same_host_gbits_median']} Gbit/s | {result['ratio']} |\n\n"

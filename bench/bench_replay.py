@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import report  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from flows.replay import bridge_ports, desired_flows  # noqa: E402
 from flows.simulator import FlowTableSimulator  # noqa: E402
@@ -77,15 +74,9 @@ def main() -> int:
         "simulator_pps_median": round(statistics.median(sim)), "trace_pps_median": round(statistics.median(live)),
         "ratio": round(statistics.median(sim) / statistics.median(live), 1), "goal": ">= 100x",
         "runs": args.repeat, "packets": args.packets, "traced": args.traced,
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT, check=False).stdout.strip(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.node(),
-        "cpus": os.cpu_count(),
+        **report.provenance(),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "replay.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "replay.md").write_text(
+    report.write("replay", result,
         "| id | what | simulator (median) | ofproto/trace (median) | ratio | goal |\n|---|---|---|---|---|---|\n"
         f"| P4 | replay, packets/s | {result['simulator_pps_median']:,} | {result['trace_pps_median']:,} | "
         f"{result['ratio']}x | >= 100x |\n")

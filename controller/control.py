@@ -137,6 +137,17 @@ def _answers(path: str) -> bool:
         return False
 
 
+def read_reply(sock: socket.socket) -> bytes:
+    """Everything up to the reply's newline (or the agent closing the connection)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def request(path: str | Path, payload: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     """Send one request to an agent and return its reply (raises ControlError)."""
     try:
@@ -144,12 +155,7 @@ def request(path: str | Path, payload: dict[str, Any], timeout: float = 120) -> 
             sock.settimeout(timeout)
             sock.connect(str(path))
             sock.sendall(json.dumps(payload).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_reply(sock)
     except FileNotFoundError:
         raise ControlError(f"{path}: no control socket (is the agent running?)") from None
     except ConnectionRefusedError:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.control import request
+from controller.control import read_reply, request
 from flows.config import load_config
 from mininet_topos.agentproc import AgentProcess
 from mininet_topos.privateovs import PrivateOvs
@@ -255,12 +255,7 @@ def raw_request(path: Path, data: bytes) -> dict[str, Any]:
         sock.connect(str(path))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it stops reading an oversize request
             sock.sendall(data)
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_reply(sock)
     answer: dict[str, Any] = json.loads(reply)
     return answer
 
