@@ -223,7 +223,7 @@ def edit(agent: Agent, name: str, args: dict[str, Any], dry_run: bool) -> dict[s
         raise Rejected([re.sub(r" \(line \d+\)$", "", error) for error in rejected.errors]) from None
 
 
-_FIELDS = {"state": set(), "config": set(), "validate": {"config", "path"}, "apply": {"config", "path"},
+_FIELDS = {"state": set(), "config": set(), "validate": {"config", "path"}, "apply": {"config", "path", "edit"},
            "reload": set(), "edit": {"edit", "args", "dry_run"}}
 
 
@@ -243,14 +243,15 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     if op == "edit" and ("edit" not in request or not isinstance(request.get("args", {}), dict)):
         return _error('edit: needs "edit" (its name) and "args" (an object)')
     if op == "config":  # what `brtun apply` needs to put a host back
-        return {"ok": True, "path": agent.config_path, "text": agent.config_text, "edits": list(agent.edits)}
+        return {"ok": True, "host": agent.host.name, "path": agent.config_path, "text": agent.config_text,
+                "edits": list(agent.edits)}
     if op == "state":
         return {"ok": True, **agent.call(agent.state),
                 "config_sha256": hashlib.sha256(agent.config_text.encode()).hexdigest(),
                 "config_text": agent.config_text}
     work = {
         "validate": lambda: preview(agent, request["config"]),
-        "apply": lambda: apply(agent, request["config"], request.get("path")),
+        "apply": lambda: apply(agent, request["config"], request.get("path"), edit=request.get("edit")),
         "reload": lambda: reload(agent),
         "edit": lambda: edit(agent, request["edit"], request.get("args", {}), bool(request.get("dry_run"))),
     }[op]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.control import ControlError, request
+from flows import edits
 from flows.config import InvalidConfig, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -100,14 +101,19 @@ def _each(agents: list[Target], payload: Callable[[Target], dict[str, Any]]) -> 
         return {host: future.result() for host, future in futures.items()}
 
 
-def rollout(agents: list[Target], text: str, path: str, dry_run: bool = False) -> Rollout:
-    """Validate everywhere; only if all accept, apply everywhere; roll back if any fails."""
+def rollout(agents: list[Target], text: str, path: str | None, dry_run: bool = False,
+            edit: str | None = None) -> Rollout:
+    """Validate everywhere; only if all accept, apply everywhere; roll back if any fails.
+
+    `path` is the file the text came from (the agents' source of truth from then on), or
+    None for a run-time edit, described by `edit`."""
+    source = {"path": path} if path is not None else {"edit": edit or "run-time edit"}
     started = time.perf_counter()
-    verdicts = _each(agents, lambda t: {"op": "validate", "config": text, "path": path})
+    verdicts = _each(agents, lambda t: {"op": "validate", "config": text})
     validated = time.perf_counter()
     if dry_run or any(not reply["ok"] for reply in verdicts.values()):
         return Rollout(verdicts, {}, {}, validated - started, validated - started)
-    replies = _each(agents, lambda t: {"op": "apply", "config": text, "path": path})
+    replies = _each(agents, lambda t: {"op": "apply", "config": text, **source})
     seconds = time.perf_counter() - started
     failed = {host: reply for host, reply in replies.items() if not reply["ok"]}
     if failed:  # each validate reply carries the config that agent had: put it back
@@ -133,19 +139,27 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except Unreachable as error:
         print(f"brtun apply: {error}; nothing applied", file=sys.stderr)
         return EXIT_FAILED
+    status = _report("brtun apply", args.config, agents, result, args.dry_run)
+    if status == EXIT_OK and not args.dry_run and testbed_config is not None and testbed_config != path:
+        shutil.copyfile(path, testbed_config)  # the testbed's copy stays its source of truth
+    return status
+
+
+def _report(command: str, what: str, agents: list[Target], result: Rollout, dry_run: bool) -> int:
+    """Each agent's verdict and outcome, one line each; the exit status."""
     for target in agents:
         reply = result.verdicts[target.host]
         if reply["ok"]:
             print(f"{target.host}: accepts: {_describe(reply)} ({reply['steps']})")
-            for change in reply.get("database", []) if args.dry_run else []:
+            for change in reply.get("database", []) if dry_run else []:
                 print(f"  database: {change}")
         else:
             _errors(target, reply)
     if result.rejected:
-        print(f"brtun apply: {len(result.rejected)} of {len(agents)} agents rejected {args.config}; "
-              "nothing applied", file=sys.stderr)
+        print(f"{command}: {len(result.rejected)} of {len(agents)} agents rejected {what}; nothing applied",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.dry_run:
+    if dry_run:
         print("dry run: nothing applied")
         return EXIT_OK
     for target in agents:
@@ -155,12 +169,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print(f"{target.host}: applied, {result.applied[target.host]['flow_changes']} flow changes, "
                   "barrier confirmed")
     if result.failed:
-        print(f"brtun apply: {len(result.failed)} agents failed to apply; the other {len(result.applied)} "
+        print(f"{command}: {len(result.failed)} agents failed to apply; the other {len(result.applied)} "
               "went back to their previous config", file=sys.stderr)
         return EXIT_FAILED
     print(f"applied on {len(agents)} agents in {result.seconds * 1000:.0f} ms (validate everywhere, then apply)")
-    if testbed_config is not None and testbed_config != path:
-        shutil.copyfile(path, testbed_config)  # the testbed's copy stays its source of truth
     return EXIT_OK
 
 
@@ -194,6 +206,7 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    """The edit is made once, here, on the config every agent runs, then rolled out like a file."""
     fields = {k: getattr(args, k) for k in ("name", "type", "segmentation_id", "local_vlan", "network", "mac",
                                             "ip", "port_name", "local_ip", "tunnel_types", "datapath_id")
               if getattr(args, k, None) is not None}
@@ -203,25 +216,32 @@ def cmd_edit(args: argparse.Namespace) -> int:
         fields["host"] = args.on_host
     try:
         agents, _ = targets(args)
+        current = _each(agents, lambda t: {"op": "config"})
     except Unreachable as error:
-        print(f"brtun edit: {error}", file=sys.stderr)
+        print(f"brtun edit: {error}; nothing changed", file=sys.stderr)
         return EXIT_FAILED
-    status = EXIT_OK
-    for target in agents:
-        try:
-            reply = _ask(target, {"op": "edit", "edit": args.edit, "args": fields, "dry_run": args.dry_run})
-        except Unreachable as error:
-            print(f"brtun edit: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        if reply["ok"]:
-            done = _describe(reply) if args.dry_run else f"{reply['flow_changes']} flow changes"
-            print(f"{target.host}: {args.edit}: {done}")
-            for change in reply.get("database", []):
-                print(f"  database: {change}")
-        else:
-            _errors(target, reply)
-            status = EXIT_BAD_INPUT
-    return status
+    texts = {reply["text"] for reply in current.values()}
+    if len(texts) != 1:
+        print("brtun edit: the agents run different configs; bring them to one with `brtun apply FILE` first",
+              file=sys.stderr)
+        return EXIT_FAILED
+    hosts = {reply["host"] for reply in current.values()}
+    if "host" not in fields and args.edit in ("add-port", "remove-port") and len(hosts) > 1:
+        print(f"brtun edit {args.edit}: which host is the port on? (--on-host NAME)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    own = hosts.pop() if len(hosts) == 1 else ""
+    try:
+        text = edits.apply_edit(texts.pop(), own, args.edit, fields)
+    except edits.EditError as error:
+        print(f"brtun edit {args.edit}: {error}; nothing changed", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    described = f"{args.edit} {' '.join(f'{k}={v}' for k, v in sorted(fields.items()))}"
+    try:
+        result = rollout(agents, text, None, args.dry_run, edit=described)
+    except Unreachable as error:
+        print(f"brtun edit: {error}; nothing changed", file=sys.stderr)
+        return EXIT_FAILED
+    return _report("brtun edit", args.edit, agents, result, args.dry_run)
 
 
 def _agents(parser: argparse.ArgumentParser) -> None:
@@ -258,8 +278,9 @@ def add_commands(commands: Any) -> None:
 
     edit = commands.add_parser(
         "edit", help="change one thing on running agents (network, port, tunnel endpoint) without a file",
-        description="What Neutron's server tells its agents at run time. Each edit is turned into a "
-                    "config and validated and applied exactly like `brtun apply`; it lasts until the "
+        description="What Neutron's server tells its agents at run time. The edit is made on the config "
+                    "the agents run (they must all run the same one) and the result is validated by "
+                    "every agent and applied by all, exactly like `brtun apply`; it lasts until the "
                     "next `brtun apply` or SIGHUP re-reads the config file (the file stays the source "
                     "of truth).")
     kinds = edit.add_subparsers(dest="edit", metavar="EDIT", required=True)

@@ -143,7 +143,7 @@ def test_run_time_edits_add_and_remove_networks_ports_and_endpoints(agent: Agent
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert "add-network: 0 flow changes" in edit("add-network", "net3", "gre", "3003", "--local-vlan", "7")
+    assert "applied, 0 flow changes" in edit("add-network", "net3", "gre", "3003", "--local-vlan", "7")
     edit("add-port", "net3", "fa:16:3e:00:03:01", "--ip", "10.3.0.11")  # compute1 now carries net3
     edit("add-port", "net3", "fa:16:3e:00:03:04", "--ip", "10.3.0.2", "--on-host", "network")
     expected = write(tmp_path / "expected.yaml", with_net3(raw_config()))

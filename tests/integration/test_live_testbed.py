@@ -304,3 +304,26 @@ def test_when_one_switch_refuses_a_change_every_host_goes_back(
         assert switches(mesh) == before
     finally:
         host2.vsctl("clear", "Bridge", "br-tun", "flow_tables")
+
+
+def test_brtun_edit_reaches_every_agent_or_none(mesh: Built, original: dict[str, Any]) -> None:
+    name = mesh.state.name
+
+    def edit(*argv: str) -> Any:
+        return brtun("edit", *argv, "--testbed", name)
+
+    assert edit("add-network", "purple", "gre", "900").returncode == 0
+    unsure = edit("add-port", "purple", "fa:16:3e:09:00:01")
+    assert unsure.returncode == 2 and "which host is the port on? (--on-host NAME)" in unsure.stderr
+    for i, host in enumerate(("host1", "host2"), start=1):
+        result = edit("add-port", "purple", f"fa:16:3e:09:00:{i:02x}", "--on-host", host)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("applied, ") == 2  # both agents, every time
+    for host in ("host1", "host2"):
+        assert any("tun_id=0x384" in line for line in ours(mesh, host)), f"purple on {host}"
+    before = switches(mesh)
+    refused = edit("remove-endpoint", "host2")  # host2's own agent says no: nobody applies it
+    assert refused.returncode == 2 and "host2: hosts.host2: missing" in refused.stderr
+    assert switches(mesh) == before
+    state = brtun("state", "--testbed", name)
+    assert state.stdout.count("+ 3 run-time edits") == 2
