@@ -247,8 +247,7 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
                 "edits": list(agent.edits)}
     if op == "state":
         return {"ok": True, **agent.call(agent.state),
-                "config_sha256": hashlib.sha256(agent.config_text.encode()).hexdigest(),
-                "config_text": agent.config_text}
+                "config_sha256": hashlib.sha256(agent.config_text.encode()).hexdigest()}
     work = {
         "validate": lambda: preview(agent, request["config"]),
         "apply": lambda: apply(agent, request["config"], request.get("path"), edit=request.get("edit")),

@@ -183,8 +183,6 @@ def cmd_state(args: argparse.Namespace) -> int:
     except Unreachable as error:
         print(f"brtun state: {error}", file=sys.stderr)
         return EXIT_FAILED
-    for reply in replies.values():
-        reply.pop("config_text", None)
     if args.json:
         print(json.dumps(replies, indent=2, sort_keys=True))
         return EXIT_OK

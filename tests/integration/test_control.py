@@ -309,7 +309,7 @@ def test_bad_changes_are_rejected_with_a_message_and_change_nothing(agent: Agent
         check = brtun("diff", "--bridge", f"unix:{ovs.rundir}/{bridge}.mgmt", "--config", str(agent.config),
                       "--as-host", HOST)
         assert check.returncode == 0 and "IN SYNC" in check.stdout, check.stdout + check.stderr
-    assert ask(agent, {"op": "state"})["config_text"] == original
+    assert ask(agent, {"op": "config"})["text"] == original
 
 
 def test_sighup_applies_the_file_and_a_bad_file_changes_nothing(agent: AgentProcess) -> None:
