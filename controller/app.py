@@ -19,6 +19,7 @@ from os_ken.controller.handler import (
 )
 from os_ken.ofproto import ofproto_v1_3
 
+from controller import lazystats
 from controller.agent import Agent
 
 LOG = logging.getLogger("brtun.app")
@@ -34,6 +35,9 @@ class BrtunApp(app_manager.OSKenApp):  # type: ignore[misc]
         if brtun_agent is None:
             raise RuntimeError("BrtunApp needs the brtun_agent context (start it with `brtun run`)")
         self.agent = brtun_agent
+        # Flow-stats replies stay bytes until flows.wire compares them (controller.lazystats): os-ken
+        # picks its reply class from a table, so the lazy class is registered there, once, here.
+        lazystats.install()
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev: Any) -> None:

@@ -20,11 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller import lazystats
 from controller.waiting import Signal
-from flows import ofmsg, wire
+from flows import wire
 from flows.diff import Change
-from flows.diff import Kind as DiffKind
 
 LOG = logging.getLogger("brtun.switch")
 _bundle_ids = itertools.count(1)
@@ -61,7 +59,6 @@ class SwitchSession:
         self._waiters: dict[int, _Waiter] = {}
         self._in_flight: dict[int, str | Change] = {}  # xid -> what it was, for error reports
         self._errors: dict[int, list[str]] = {}
-        lazystats.install()
 
     @property
     def dpid(self) -> int:
@@ -128,7 +125,7 @@ class SwitchSession:
             if type(reply).__name__ == "OFPErrorMsg":
                 raise RuntimeError(f"{self.bridge} refused to list its flows")
             entries.extend(reply.entries())
-        return wire.InstalledFlows(entries, fallback=_osken_decode)
+        return wire.InstalledFlows(entries)
 
     def table_counts(self, tables: list[int], cookie: int, timeout: float = 10) -> dict[int, int]:
         """How many flows with our cookie each table holds: cheap enough to ask every second,
@@ -159,7 +156,7 @@ class SwitchSession:
         size = 0
         for change in changes:
             xid = self._next_xid()
-            message = wire.bundle_add(_flow_mod_bytes(dp, change, xid), bundle, flags)
+            message = wire.bundle_add(wire.flow_mod(change.flow, change.command, xid), bundle, flags)
             self._in_flight[xid] = change
             tracked.append(xid)
             pending.append(message)
@@ -187,31 +184,6 @@ class SwitchSession:
         dp = self.datapath
         dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
         return int(dp.xid)
-
-
-def _flow_mod_bytes(dp: Any, change: Change, xid: int) -> bytes:
-    """The flow-mod of flows.ofmsg.change_message, as bytes: flows.wire's, else os-ken's."""
-    flow = change.flow
-    if change.kind is DiffKind.ADD:
-        command = "add"
-    elif change.kind is DiffKind.DELETE:
-        command = "delete"
-    else:
-        old = change.old
-        retimed = old is not None and (old.idle_timeout, old.hard_timeout) != (flow.idle_timeout, flow.hard_timeout)
-        command = "add" if retimed else "modify"
-    try:
-        return flow.encoded.flow_mod(flow, command, xid)
-    except (wire.Unsupported, KeyError):
-        message = ofmsg.change_message(dp, change)
-        message.set_xid(xid)
-        message.serialize()
-        return bytes(message.buf)
-
-
-def _osken_decode(buf: Any, offset: int) -> Any:
-    """One flow-stats entry through os-ken's parser: for what flows.wire does not know."""
-    return ofmsg.from_flow_stats(lazystats.parser.OFPFlowStats.parser(buf, offset))
 
 
 def _describe(what: str | Change) -> str:

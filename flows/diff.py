@@ -27,9 +27,10 @@ from enum import Enum
 
 from flows import fields
 from flows.actions import Load, Output, PushVlan, SetField
-from flows.flow import Flow, FlowKey
+from flows.flow import Flow, FlowKey, StatsKey
+from flows.ofp import Unsupported
 from flows.tables import LOCAL_SWITCHING, PRIORITY_ENTRY, TUN_TABLE, UCAST_TO_TUN
-from flows.wire import InstalledFlows, StatsKey, Unsupported
+from flows.wire import InstalledFlows
 
 
 class Kind(Enum):
@@ -44,6 +45,18 @@ class Change:
     flow: Flow  # the flow to add, the new version, or the flow to delete
     old: Flow | None = None  # for MODIFY: what the switch holds now
     reason: str = ""
+
+    @property
+    def command(self) -> str:
+        """The flow-mod that carries it out: add, strict modify or strict delete.
+
+        A modify keeps the flow's counters (OFPFC_MODIFY_STRICT), but OpenFlow
+        1.3 lets it change only the instructions; when the timeouts differ the
+        flow is replaced with an add of the same identity instead."""
+        if self.kind is Kind.MODIFY and self.old is not None and (
+                self.old.idle_timeout, self.old.hard_timeout) != (self.flow.idle_timeout, self.flow.hard_timeout):
+            return "add"
+        return self.kind.value
 
     def render(self) -> str:
         sign = {Kind.ADD: "+", Kind.MODIFY: "~", Kind.DELETE: "-"}[self.kind]

@@ -1,11 +1,12 @@
-"""The match and action fields br-tun uses, declared once.
+"""The match and action fields br-tun uses, each declared once with every name it goes by.
 
-Each field knows its three spellings, because three parties name it
-differently: Open vSwitch's match text (`dl_dst`), os-ken's OXM keyword
-(`eth_dst`), and the NXM name Open vSwitch prints inside move/load/learn
-(`NXM_OF_ETH_DST`).  The declaration order is the order in which
-`ovs-ofctl` prints match fields (lib/match.c `match_format`), so rendering
-a match is sorting by this order.
+Four parties name a field differently: Open vSwitch's match text
+(`dl_dst`), its set_field text (`eth_dst`), the OXM/NXM headers on the wire
+(OpenFlow's `eth_dst`, Nicira's `NXM_OF_ETH_DST`, the name Open vSwitch
+prints inside move/load/learn).  The text, the wire codec and the
+simulator all read these declarations; none keeps a table of its own.
+The declaration order is the order in which `ovs-ofctl` prints match fields
+(lib/match.c `match_format`), so rendering a match is sorting by it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import ipaddress
 from dataclasses import dataclass
 from enum import Enum
 
+from flows.ofp import NXM_NX, NXM_OF, OXM_OF_BASIC, Header
 
-class Kind(Enum):
+
+class Notation(Enum):
     """How a field's value is written in Open vSwitch's text."""
 
     DEC = "dec"  # decimal integer
@@ -26,66 +29,230 @@ class Kind(Enum):
     TCI = "tci"  # 802.1Q TCI (dl_vlan / vlan_tci)
 
 
+def _oxm(name: str, field: int, width: int) -> Header:
+    return Header(name, OXM_OF_BASIC, field, width)
+
+
+def _nxm(name: str, oxm_class: int, field: int, width: int) -> Header:
+    return Header(name, oxm_class, field, width)
+
+
 @dataclass(frozen=True)
 class Field:
-    """One packet field as the three vocabularies spell it."""
+    """One packet field in every vocabulary brtun reads and writes."""
 
-    name: str  # Open vSwitch match name
+    name: str  # Open vSwitch's match name, and the simulator's packet key
     bits: int
-    kind: Kind
-    oxm: str | None  # os-ken OFPMatch / set_field keyword (None: not an OXM field)
-    nxm: str | None  # name printed in move/load/learn subfields
-    mf_name: str | None = None  # Open vSwitch's own name, printed by set_field
+    notation: Notation
+    oxm: Header | None = None  # OpenFlow 1.3's header (for ICMP: ICMPv4's)
+    nxm: Header | None = None  # Nicira's header of the same width, which Open vSwitch reports in actions
+    set_name: str | None = None  # the name set_field prints (Open vSwitch's mf name)
+    oxm_ipv6: Header | None = None  # ICMPv6's header for icmp_type/icmp_code in an IPv6 match
+    view_of: str | None = None  # the field whose low `bits` this one is (vlan_vid of vlan_tci)
 
     @property
-    def osken(self) -> str | None:
-        """os-ken's name for the field in move/load/learn, where NXM-only
-        fields (vlan_tci) are allowed."""
-        return self.oxm or (self.name if self.nxm else None)
+    def full(self) -> int:
+        return (1 << self.bits) - 1
+
+    def format(self, value: int) -> str:
+        """The value alone, as Open vSwitch prints it in matches and set_field."""
+        if self.notation is Notation.MAC:
+            return mac_text(value)
+        if self.notation is Notation.IPV4:
+            return ipv4_text(value)
+        if self.notation is Notation.HEX:
+            return c_hex(value)
+        if self.notation is Notation.PORT:
+            return format_port(value)
+        return str(value)
+
+    def store(self, packet: dict[str, int], value: int) -> None:
+        """Set this field of a simulated packet (a view writes its bits of the field it views)."""
+        if self.view_of is None:
+            packet[self.name] = value
+        else:
+            packet[self.view_of] = (packet.get(self.view_of, 0) & ~self.full) | (value & self.full)
+
+    def parse(self, text: str) -> int:
+        """Inverse of format, for text written by hand or by the switch."""
+        if self.notation is Notation.MAC:
+            return mac_value(text)
+        if self.notation is Notation.IPV4:
+            return ipv4_value(text)
+        if self.notation is Notation.PORT and text.upper() in PORT_BY_NAME:
+            return PORT_BY_NAME[text.upper()]
+        return int(text, 0)
+
+    @property
+    def subfield_name(self) -> str | None:
+        """What Open vSwitch prints in move/load/learn: the NXM name, or OXM_OF_* where Nicira has
+        none of the same width (in_port)."""
+        if self.nxm is not None:
+            return self.nxm.name
+        if self.oxm is not None and self.oxm_ipv6 is None and self.view_of is None:
+            return f"OXM_OF_{self.oxm.name.upper()}"
+        return None
+
+    def action_header(self, reported: bool = False) -> Header:
+        """The header naming this field in a Nicira action: OXM where OpenFlow has the field (as
+        os-ken writes it), Nicira's where Open vSwitch reports one (`reported`) or OpenFlow has none."""
+        if self.nxm is not None and (reported or self.oxm is None):
+            return self.nxm
+        if self.oxm is None:
+            raise ValueError(f"{self.name} has no wire header")
+        return self.oxm
 
 
 # Print order of lib/match.c (dl_type / nw_proto are consumed by the protocol
 # shorthand when it applies; see flows.flow).  arp_spa/arp_tpa share nw_src/
 # nw_dst's slot and icmp_type/icmp_code share tp_src/tp_dst's.
 FIELDS: tuple[Field, ...] = (
-    Field("tun_id", 64, Kind.HEX, "tunnel_id", "NXM_NX_TUN_ID", "tun_id"),
-    Field("in_port", 32, Kind.PORT, "in_port", "OXM_OF_IN_PORT", "in_port"),
-    Field("vlan_tci", 16, Kind.TCI, None, "NXM_OF_VLAN_TCI", "vlan_tci"),
-    Field("dl_src", 48, Kind.MAC, "eth_src", "NXM_OF_ETH_SRC", "eth_src"),
-    Field("dl_dst", 48, Kind.MAC, "eth_dst", "NXM_OF_ETH_DST", "eth_dst"),
-    Field("dl_type", 16, Kind.HEX, "eth_type", "NXM_OF_ETH_TYPE", "eth_type"),
-    Field("nw_src", 32, Kind.IPV4, "ipv4_src", "NXM_OF_IP_SRC", "ip_src"),
-    Field("nw_dst", 32, Kind.IPV4, "ipv4_dst", "NXM_OF_IP_DST", "ip_dst"),
-    Field("arp_spa", 32, Kind.IPV4, "arp_spa", "NXM_OF_ARP_SPA", "arp_spa"),
-    Field("arp_tpa", 32, Kind.IPV4, "arp_tpa", "NXM_OF_ARP_TPA", "arp_tpa"),
-    Field("nw_proto", 8, Kind.DEC, "ip_proto", "NXM_OF_IP_PROTO", "nw_proto"),
-    Field("arp_op", 16, Kind.DEC, "arp_op", "NXM_OF_ARP_OP", "arp_op"),
-    Field("arp_sha", 48, Kind.MAC, "arp_sha", "NXM_NX_ARP_SHA", "arp_sha"),
-    Field("arp_tha", 48, Kind.MAC, "arp_tha", "NXM_NX_ARP_THA", "arp_tha"),
-    Field("tp_src", 16, Kind.DEC, None, None),
-    Field("tp_dst", 16, Kind.DEC, None, None),
-    Field("icmp_type", 8, Kind.DEC, None, None),
-    Field("icmp_code", 8, Kind.DEC, None, None),
+    Field("tun_id", 64, Notation.HEX, _oxm("tunnel_id", 38, 8), _nxm("NXM_NX_TUN_ID", NXM_NX, 16, 8), "tun_id"),
+    Field("in_port", 32, Notation.PORT, _oxm("in_port", 0, 4), None, "in_port"),
+    Field("vlan_tci", 16, Notation.TCI, None, _nxm("NXM_OF_VLAN_TCI", NXM_OF, 4, 2), "vlan_tci"),
+    Field("dl_src", 48, Notation.MAC, _oxm("eth_src", 4, 6), _nxm("NXM_OF_ETH_SRC", NXM_OF, 2, 6), "eth_src"),
+    Field("dl_dst", 48, Notation.MAC, _oxm("eth_dst", 3, 6), _nxm("NXM_OF_ETH_DST", NXM_OF, 1, 6), "eth_dst"),
+    Field("dl_type", 16, Notation.HEX, _oxm("eth_type", 5, 2), _nxm("NXM_OF_ETH_TYPE", NXM_OF, 3, 2), "eth_type"),
+    Field("nw_src", 32, Notation.IPV4, _oxm("ipv4_src", 11, 4), _nxm("NXM_OF_IP_SRC", NXM_OF, 7, 4), "ip_src"),
+    Field("nw_dst", 32, Notation.IPV4, _oxm("ipv4_dst", 12, 4), _nxm("NXM_OF_IP_DST", NXM_OF, 8, 4), "ip_dst"),
+    Field("arp_spa", 32, Notation.IPV4, _oxm("arp_spa", 22, 4), _nxm("NXM_OF_ARP_SPA", NXM_OF, 16, 4), "arp_spa"),
+    Field("arp_tpa", 32, Notation.IPV4, _oxm("arp_tpa", 23, 4), _nxm("NXM_OF_ARP_TPA", NXM_OF, 17, 4), "arp_tpa"),
+    Field("nw_proto", 8, Notation.DEC, _oxm("ip_proto", 10, 1), _nxm("NXM_OF_IP_PROTO", NXM_OF, 6, 1), "nw_proto"),
+    Field("arp_op", 16, Notation.DEC, _oxm("arp_op", 21, 2), _nxm("NXM_OF_ARP_OP", NXM_OF, 15, 2), "arp_op"),
+    Field("arp_sha", 48, Notation.MAC, _oxm("arp_sha", 24, 6), _nxm("NXM_NX_ARP_SHA", NXM_NX, 17, 6), "arp_sha"),
+    Field("arp_tha", 48, Notation.MAC, _oxm("arp_tha", 25, 6), _nxm("NXM_NX_ARP_THA", NXM_NX, 18, 6), "arp_tha"),
+    Field("tp_src", 16, Notation.DEC),
+    Field("tp_dst", 16, Notation.DEC),
+    Field("icmp_type", 8, Notation.DEC, _oxm("icmpv4_type", 19, 1), oxm_ipv6=_oxm("icmpv6_type", 29, 1)),
+    Field("icmp_code", 8, Notation.DEC, _oxm("icmpv4_code", 20, 1), oxm_ipv6=_oxm("icmpv6_code", 30, 1)),
 )
 
-# Fields that exist only as action targets (set_field), not as match fields.
-VLAN_VID = Field("vlan_vid", 13, Kind.DEC, "vlan_vid", None, "vlan_vid")
+# A field that exists only as an action target: OpenFlow 1.3's VLAN ID (with
+# OFPVID_PRESENT, the CFI bit) is the low 13 bits of the 802.1Q TCI.  A match on
+# vlan_tci whose mask stays within them goes on the wire as this field.
+VLAN_VID = Field("vlan_vid", 13, Notation.DEC, _oxm("vlan_vid", 6, 2), None, "vlan_vid", view_of="vlan_tci")
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 BY_NAME[VLAN_VID.name] = VLAN_VID
-BY_NXM: dict[str, Field] = {f.nxm: f for f in FIELDS if f.nxm}
-BY_MF_NAME: dict[str, Field] = {f.mf_name: f for f in (*FIELDS, VLAN_VID) if f.mf_name}
+BY_NXM: dict[str, Field] = {f.subfield_name: f for f in FIELDS if f.subfield_name}
+BY_SET_NAME: dict[str, Field] = {f.set_name: f for f in (*FIELDS, VLAN_VID) if f.set_name}
+# Every name Open vSwitch accepts for a match field (it prints tunnel_id as tun_id, eth_src as dl_src...).
+BY_SPELLING: dict[str, Field] = {spelling: f for f in FIELDS for spelling in
+                                 (f.name, f.set_name, *(h.name for h in (f.oxm, f.oxm_ipv6) if h is not None))
+                                 if spelling is not None}
 ORDER: dict[str, int] = {f.name: i for i, f in enumerate(FIELDS)}
+BY_HEADER: dict[int, Field] = {header.number: f for f in (*FIELDS, VLAN_VID)
+                               for header in (f.oxm, f.nxm, f.oxm_ipv6) if header is not None}
+NARROW: dict[str, Field] = {VLAN_VID.view_of: VLAN_VID} if VLAN_VID.view_of else {}
 
-# os-ken names a field with or without an `_nxm` suffix depending on the
-# header the switch used; both mean the same Open vSwitch field.
-BY_OXM: dict[str, Field] = {}
-for _field in (*FIELDS, VLAN_VID):
-    if _field.oxm:
-        BY_OXM[_field.oxm] = _field
-        BY_OXM[_field.oxm + "_nxm"] = _field
-BY_OXM["vlan_tci"] = BY_NAME["vlan_tci"]
-BY_OXM["in_port_nxm"] = BY_NAME["in_port"]
+
+def match_form(field: Field, value: int, mask: int | None, eth_type: int | None) -> tuple[Header, int, int | None]:
+    """How a match on `field` goes on the wire: its header, value and mask, as os-ken writes them.
+
+    vlan_tci travels as OpenFlow 1.3's vlan_vid when the mask leaves the
+    priority bits alone, else as Nicira's vlan_tci; ICMP's type and code
+    take ICMPv6's headers in an IPv6 match."""
+    narrow = NARROW.get(field.name)
+    if narrow is not None and narrow.oxm is not None and (field.full if mask is None else mask) & ~narrow.full == 0:
+        narrow_mask = (field.full if mask is None else mask) & narrow.full
+        return narrow.oxm, value & narrow.full, None if narrow_mask == narrow.full else narrow_mask
+    if field.oxm_ipv6 is not None and eth_type == ETH_TYPE_IPV6:
+        return field.oxm_ipv6, value, mask
+    header = field.oxm or field.nxm
+    if header is None:
+        raise ValueError(f"{field.name} has no OpenFlow 1.3 match field")
+    return header, value, mask
+
+
+def from_header(number: int, value: int, mask: int | None) -> tuple[Field, int, int | None]:
+    """A match TLV -> (the match field, value, mask): inverse of match_form."""
+    field = BY_HEADER[number]
+    if field.view_of is not None:
+        return BY_NAME[field.view_of], value, field.full if mask is None else mask
+    return field, value, mask
+
+
+@dataclass(frozen=True)
+class Subfield:
+    """A bit range of a field, as Open vSwitch prints it in actions (`NXM_OF_VLAN_TCI[0..11]`)."""
+
+    field: str  # Field.subfield_name
+    start: int = 0
+    n_bits: int | None = None  # None: the whole field
+
+    def __post_init__(self) -> None:
+        known = BY_NXM.get(self.field)
+        if known is not None:
+            if self.n_bits is None or (self.start == 0 and self.n_bits == known.bits):
+                object.__setattr__(self, "n_bits", known.bits)
+            if self.start < 0 or self.start + self.n_bits > known.bits:
+                raise ValueError(f"{self.field}[{self.start}..] is outside its {known.bits} bits")
+        elif self.n_bits is None:
+            raise ValueError(f"the width of {self.field} is unknown; give n_bits")
+
+    @property
+    def spec(self) -> Field:
+        known = BY_NXM.get(self.field)
+        if known is None:
+            raise ValueError(f"field {self.field} is not known to brtun")
+        return known
+
+    @property
+    def bits(self) -> int:
+        assert self.n_bits is not None
+        return self.n_bits
+
+    @property
+    def whole(self) -> bool:
+        known = BY_NXM.get(self.field)
+        return known is not None and self.start == 0 and self.n_bits == known.bits
+
+    def render(self) -> str:
+        if self.whole:
+            return f"{self.field}[]"
+        if self.bits == 1:
+            return f"{self.field}[{self.start}]"
+        return f"{self.field}[{self.start}..{self.start + self.bits - 1}]"
+
+    @classmethod
+    def parse(cls, text: str) -> Subfield:
+        """`NAME[]`, `NAME[i]` or `NAME[i..j]`."""
+        name, bracket, rest = text.partition("[")
+        if not bracket or not rest.endswith("]"):
+            raise ValueError(f"{text!r} is not a subfield")
+        bits = rest[:-1]
+        if not bits:
+            return cls(name)
+        low, dots, high = bits.partition("..")
+        start = int(low)
+        end = int(high) if dots else start
+        return cls(name, start, end - start + 1)
+
+    @classmethod
+    def of(cls, field: Field, start: int = 0, n_bits: int | None = None) -> Subfield:
+        assert field.subfield_name is not None, f"{field.name} cannot be named in an action"
+        return cls(field.subfield_name, start, n_bits)
+
+    @classmethod
+    def at(cls, number: int, start: int, n_bits: int) -> Subfield:
+        """The subfield a Nicira action names by header number."""
+        field = BY_HEADER.get(number)
+        if field is None or field.subfield_name is None:
+            raise ValueError(f"field header {number:#x} is not known to brtun")
+        return cls(field.subfield_name, start, n_bits)
+
+    def header(self, reported: bool = False) -> Header:
+        return self.spec.action_header(reported)
+
+    def read(self, packet: dict[str, int]) -> int:
+        """These bits of a simulated packet."""
+        return (packet.get(self.spec.name, 0) >> self.start) & ((1 << self.bits) - 1)
+
+    def write(self, packet: dict[str, int], value: int) -> None:
+        mask = (1 << self.bits) - 1
+        name = self.spec.name
+        packet[name] = (packet.get(name, 0) & ~(mask << self.start)) | ((value & mask) << self.start)
+
 
 ETH_TYPE_IP = 0x0800
 ETH_TYPE_ARP = 0x0806
@@ -150,34 +317,6 @@ def ipv4_text(value: int) -> str:
 
 def ipv4_value(text: str) -> int:
     return int(ipaddress.IPv4Address(text))
-
-
-def full_mask(field: Field) -> int:
-    return (1 << field.bits) - 1
-
-
-def format_value(field: Field, value: int) -> str:
-    """The value alone, as Open vSwitch prints it in matches and set_field."""
-    if field.kind is Kind.MAC:
-        return mac_text(value)
-    if field.kind is Kind.IPV4:
-        return ipv4_text(value)
-    if field.kind is Kind.HEX:
-        return c_hex(value)
-    if field.kind is Kind.PORT:
-        return RESERVED_PORTS.get(value, str(value))
-    return str(value)
-
-
-def parse_value(field: Field, text: str) -> int:
-    """Inverse of format_value, for text written by hand or by the switch."""
-    if field.kind is Kind.MAC:
-        return mac_value(text)
-    if field.kind is Kind.IPV4:
-        return ipv4_value(text)
-    if field.kind is Kind.PORT and text.upper() in PORT_BY_NAME:
-        return PORT_BY_NAME[text.upper()]
-    return int(text, 0)
 
 
 def format_port(port: int) -> str:

@@ -10,17 +10,14 @@ compare equal.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
-from flows import fields
+from flows import actions, fields, ofp
 from flows.actions import Action
-from flows.fields import Field, Kind
-
-if TYPE_CHECKING:
-    from flows.wire import Encoded
+from flows.fields import Field, Notation
 
 OFP_DEFAULT_PRIORITY = 32768
 
@@ -69,7 +66,7 @@ def _friendly(spec: Field, raw: object) -> tuple[int, int | None]:
     if isinstance(raw, tuple):
         value, mask = raw
         return _friendly_value(spec, value), _friendly_value(spec, mask)
-    if isinstance(raw, str) and spec.kind is Kind.IPV4 and "/" in raw:
+    if isinstance(raw, str) and spec.notation is Notation.IPV4 and "/" in raw:
         network = ipaddress.IPv4Network(raw, strict=False)
         return int(network.network_address), int(network.netmask)
     return _friendly_value(spec, raw), None
@@ -78,7 +75,7 @@ def _friendly(spec: Field, raw: object) -> tuple[int, int | None]:
 def _friendly_value(spec: Field, raw: object) -> int:
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise TypeError(f"{spec.name}: {raw!r} is not a value")
-    return fields.parse_value(spec, raw) if isinstance(raw, str) else raw
+    return spec.parse(raw) if isinstance(raw, str) else raw
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ class Match:
                 raise ValueError(f"unknown match field {item.name!r}")
             if item.name in normal:
                 raise ValueError(f"match field {item.name} given twice")
-            full = fields.full_mask(spec)
+            full = spec.full
             mask = item.mask
             if mask is not None and not 0 <= mask <= full:
                 raise ValueError(f"mask {mask:#x} does not fit {item.name}")
@@ -106,7 +103,7 @@ class Match:
                 continue  # matches everything: Open vSwitch drops the field
             if not 0 <= item.value <= full:
                 raise ValueError(f"{item.value:#x} does not fit {item.name} ({spec.bits} bits)")
-            if mask is not None and spec.kind is Kind.PORT:
+            if mask is not None and spec.notation is Notation.PORT:
                 raise ValueError("in_port cannot be masked")
             value = item.value if mask is None else item.value & mask
             normal[item.name] = MatchField(item.name, value, mask)
@@ -159,6 +156,20 @@ class Match:
         """Without the cached hash: text hashes differ between processes."""
         return {name: value for name, value in self.__dict__.items() if name != "_hash"}
 
+    def encode(self) -> bytes:
+        """ofp_match (OXM) without its padding: each field as fields.match_form puts it on the
+        wire, in os-ken's order (by class and field number)."""
+        if self.raw:
+            raise ofp.Unsupported(f"raw match {self.raw}")
+        eth_type = self.value("dl_type")
+        try:
+            entries = sorted((fields.match_form(fields.BY_NAME[item.name], item.value, item.mask, eth_type)
+                              for item in self.fields), key=lambda entry: entry[0].order)
+        except ValueError as error:
+            raise ofp.Unsupported(str(error)) from None
+        body = b"".join(header.tlv(value, mask) for header, value, mask in entries)
+        return ofp.TLV.pack(ofp.OFPMT_OXM, 4 + len(body)) + body
+
     def get(self, name: str) -> MatchField | None:
         for item in self.fields:
             if item.name == name:
@@ -210,10 +221,10 @@ class Match:
 def _render_field(item: MatchField) -> str:
     spec = fields.BY_NAME[item.name]
     if item.mask is None:
-        return f"{item.name}={fields.format_value(spec, item.value)}"
-    if spec.kind is Kind.MAC:
+        return f"{item.name}={spec.format(item.value)}"
+    if spec.notation is Notation.MAC:
         return f"{item.name}={fields.mac_text(item.value)}/{fields.mac_text(item.mask)}"
-    if spec.kind is Kind.IPV4:
+    if spec.notation is Notation.IPV4:
         try:
             prefix = ipaddress.IPv4Network(f"0.0.0.0/{fields.ipv4_text(item.mask)}").prefixlen
             return f"{item.name}={fields.ipv4_text(item.value)}/{prefix}"
@@ -224,7 +235,7 @@ def _render_field(item: MatchField) -> str:
 
 def _render_tci(item: MatchField) -> list[str]:
     """lib/match.c: dl_vlan/dl_vlan_pcp when the CFI bit is matched set, else vlan_tci."""
-    mask = fields.full_mask(fields.BY_NAME["vlan_tci"]) if item.mask is None else item.mask
+    mask = fields.BY_NAME["vlan_tci"].full if item.mask is None else item.mask
     vid_mask = mask & fields.VLAN_VID_MASK
     pcp_mask = mask & 0xE000
     if (mask & fields.VLAN_CFI and item.value & fields.VLAN_CFI
@@ -242,6 +253,31 @@ def _render_tci(item: MatchField) -> list[str]:
 
 
 FlowKey = tuple[int, int, Match]
+# What identifies a flow-stats entry: (table, priority, cookie, idle_timeout, hard_timeout,
+# match bytes, instruction bytes).
+StatsKey = tuple[int, int, int, int, int, bytes, bytes]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A flow's bytes, kept with the flow (`Flow.encoded`): the match and instructions as os-ken
+    sends them, and the key of the flow-stats entry Open vSwitch reports for it (the same bytes,
+    but Nicira's headers in Nicira actions)."""
+
+    match: bytes  # ofp_match, without its padding (the key shares it)
+    instructions: bytes
+    key: StatsKey
+
+
+def instructions(flow_actions: tuple[Action, ...], goto: int | None, reported: bool = False) -> bytes:
+    """Apply-actions, then goto-table; a drop flow has no instruction at all (as the switch reports it)."""
+    parts = []
+    if flow_actions:
+        body = actions.encode_all(flow_actions, reported)
+        parts.append(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body)
+    if goto is not None:
+        parts.append(struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, goto))
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -270,10 +306,13 @@ class Flow:
 
     @cached_property
     def encoded(self) -> Encoded:
-        """The flow's OpenFlow bytes (flows.wire), computed once: a Flow never changes."""
-        from flows.wire import encode
-
-        return encode(self)
+        """The flow's OpenFlow bytes, computed once: a Flow never changes.  Raises
+        ofp.Unsupported for a flow with parts brtun does not model (a foreign flow)."""
+        match = self.match.encode()
+        sent = instructions(self.actions, self.goto)
+        reported = instructions(self.actions, self.goto, reported=True)
+        key = (self.table, self.priority, self.cookie, self.idle_timeout, self.hard_timeout, match, reported)
+        return Encoded(match, sent, key)
 
     @cached_property
     def key(self) -> FlowKey:

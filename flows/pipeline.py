@@ -25,12 +25,12 @@ from flows.actions import (
     PopVlan,
     PushVlan,
     SetField,
-    Subfield,
 )
 from flows.config import Config
-from flows.fields import BY_NAME
+from flows.fields import BY_NAME, Subfield
 from flows.flow import Flow, Match
 from flows.model import BridgeModel, LocalNetwork, RemotePort, TunnelPort, build_bridge
+from flows.ofp import Unsupported
 from flows.tables import (
     ARP_RESPONDER,
     FLOOD_TO_TUN,
@@ -44,7 +44,6 @@ from flows.tables import (
     TUN_TABLE,
     UCAST_TO_TUN,
 )
-from flows.wire import Unsupported
 
 # Actions every flow of a kind shares: one object each, not one per flow (at
 # 50,000 flows the copies cost megabytes).

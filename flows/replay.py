@@ -160,7 +160,7 @@ def _show(name: str, value: int) -> str:
     if name == "vlan_tci":
         return f"dl_vlan={value & fields.VLAN_VID_MASK}" if value & fields.VLAN_CFI else "untagged"
     spec = fields.BY_NAME.get(name)
-    return f"{name}={fields.format_value(spec, value) if spec else value}"
+    return f"{name}={spec.format(value) if spec else value}"
 
 
 # ----- loading -------------------------------------------------------------
@@ -257,7 +257,7 @@ def parse_packet(raw: dict[str, Any], where: str = "packet") -> dict[str, int]:
         else:
             spec = fields.BY_NAME[name]
             try:
-                packet[name] = fields.parse_value(spec, value) if isinstance(value, str) else int(value)
+                packet[name] = spec.parse(value) if isinstance(value, str) else int(value)
             except ValueError as error:
                 raise CaseError(f"{where}: {name}: {error}") from None
     return packet

@@ -2,9 +2,11 @@
 
 It runs the OpenFlow 1.3 pipeline the way Open vSwitch does for the flows
 br-tun uses: highest priority wins, masked matches compare the masked
-packet bits, goto_table continues, apply-actions run in order (push/pop
-VLAN, set_field, move, load, output, IN_PORT), a table miss drops, and the
-NX learn action adds its flow to the simulated table (same match and
+packet bits, goto_table continues, apply-actions run in order, a table miss
+drops.  What each action does is declared with the action
+(`Action.execute` in flows.actions); this module supplies what they act
+on: outputs are recorded with the headers the packet leaves with, and the
+NX learn action's flow is added to the simulated table (same match and
 priority replace the old flow and restart its hard timeout, as
 `ovs-ofctl --strict mod-flows` would).  Time is a clock the caller moves.
 """
@@ -15,34 +17,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from flows import fields
-from flows.actions import (
-    Learn,
-    LearnLoad,
-    LearnMatch,
-    LearnOutput,
-    Load,
-    Move,
-    Output,
-    PopVlan,
-    PushVlan,
-    RawAction,
-    SetField,
-    Subfield,
-)
+from flows.actions import Execution, Learned, Packet
 from flows.diff import Change, Kind
 from flows.flow import Flow, FlowKey, Match, MatchField
 
-Packet = dict[str, int]  # flows.fields match names -> value; vlan_tci 0 means untagged
-
-# set_field names that write a different packet field than their own name.
-_SET_TARGET = {"vlan_vid": "vlan_tci", "eth_src": "dl_src", "eth_dst": "dl_dst", "eth_type": "dl_type",
-               "ip_src": "nw_src", "ip_dst": "nw_dst"}
-_NXM_TO_FIELD = {spec.nxm: spec.name for spec in fields.FIELDS if spec.nxm}
 MAX_RESUBMITS = 64
-
-
-class SimulationError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -151,54 +130,42 @@ class FlowTableSimulator:
         return None
 
     def process(self, packet: Mapping[str, int]) -> Verdict:
-        """Run one packet through the pipeline from table 0."""
-        state: Packet = dict(packet)
-        in_port = state.get("in_port", 0)
-        emitted: list[Emitted] = []
-        learned: list[Flow] = []
+        """Run one packet through the pipeline from table 0; each action executes itself."""
+        run = _Run(dict(packet), self)
         hits: list[Hit] = []
         table: int | None = 0
         for _ in range(MAX_RESUBMITS):
             if table is None:
                 break
-            flow = self.lookup(table, state)
+            flow = self.lookup(table, run.packet)
             hits.append(Hit(table, flow))
             if flow is None:
                 break
             for action in flow.actions:
-                self._apply(action, state, in_port, emitted, learned)
+                action.execute(run.packet, run)
             table = flow.goto
-        return Verdict(tuple(emitted), tuple(learned), tuple(hits))
+        return Verdict(tuple(run.emitted), tuple(run.learned), tuple(hits))
 
-    def _apply(self, action: object, state: Packet, in_port: int, emitted: list[Emitted],
-               learned: list[Flow]) -> None:
-        if isinstance(action, Output):
-            port = in_port if action.port == fields.OFPP_IN_PORT else action.port
-            if action.port != fields.OFPP_IN_PORT and port == in_port:
-                return  # OpenFlow: output to the input port needs IN_PORT
-            tci = state.get("vlan_tci", 0)
-            vlan = tci & fields.VLAN_VID_MASK if tci & fields.VLAN_CFI else None
-            emitted.append(Emitted(port, vlan, state.get("tun_id", 0)))
-        elif isinstance(action, PushVlan):
-            state["vlan_tci"] = fields.VLAN_CFI
-        elif isinstance(action, PopVlan):
-            state["vlan_tci"] = 0
-        elif isinstance(action, SetField):
-            target = _SET_TARGET.get(action.field, action.field)
-            if target == "vlan_tci":
-                state[target] = (state.get(target, 0) & ~0x1FFF) | action.value
-            else:
-                state[target] = action.value
-        elif isinstance(action, Move):
-            _write(state, action.dst, _read(state, action.src))
-        elif isinstance(action, Load):
-            _write(state, action.dst, action.value)
-        elif isinstance(action, Learn):
-            flow = learn(action, state)
-            self.install(flow)
-            learned.append(flow)
-        elif isinstance(action, RawAction):
-            raise SimulationError(f"cannot simulate action {action.text}")
+
+class _Run(Execution):
+    """One packet's way through the pipeline: what actions see besides the packet."""
+
+    def __init__(self, packet: Packet, switch: FlowTableSimulator) -> None:
+        self.packet = packet
+        self.in_port = packet.get("in_port", 0)
+        self.emitted: list[Emitted] = []
+        self.learned: list[Flow] = []
+        self._switch = switch
+
+    def emit(self, port: int) -> None:
+        tci = self.packet.get("vlan_tci", 0)
+        vlan = tci & fields.VLAN_VID_MASK if tci & fields.VLAN_CFI else None
+        self.emitted.append(Emitted(port, vlan, self.packet.get("tun_id", 0)))
+
+    def learn(self, entry: Learned) -> None:
+        flow = learned_flow(entry)
+        self._switch.install(flow)
+        self.learned.append(flow)
 
 
 def matches(match: Match, packet: Mapping[str, int]) -> bool:
@@ -211,39 +178,8 @@ def matches(match: Match, packet: Mapping[str, int]) -> bool:
     return not match.raw
 
 
-def _bits(subfield: Subfield) -> tuple[str, int, int]:
-    name = _NXM_TO_FIELD.get(subfield.field)
-    if name is None:
-        raise SimulationError(f"cannot simulate field {subfield.field}")
-    assert subfield.n_bits is not None
-    return name, subfield.start, (1 << subfield.n_bits) - 1
-
-
-def _read(packet: Mapping[str, int], subfield: Subfield) -> int:
-    name, start, mask = _bits(subfield)
-    return (packet.get(name, 0) >> start) & mask
-
-
-def _write(packet: Packet, subfield: Subfield, value: int) -> None:
-    name, start, mask = _bits(subfield)
-    packet[name] = (packet.get(name, 0) & ~(mask << start)) | ((value & mask) << start)
-
-
-def learn(action: Learn, packet: Mapping[str, int]) -> Flow:
-    """The flow a learn action writes for this packet, as Open vSwitch builds it."""
-    match_fields: dict[str, tuple[int, int]] = {}
-    actions: list[Output | Load] = []
-    for spec in action.specs:
-        if isinstance(spec, LearnMatch):
-            name, start, mask = _bits(spec.dst)
-            value = spec.src if isinstance(spec.src, int) else _read(packet, spec.src)
-            old_value, old_mask = match_fields.get(name, (0, 0))
-            match_fields[name] = (old_value | ((value & mask) << start), old_mask | (mask << start))
-        elif isinstance(spec, LearnLoad):
-            value = spec.src if isinstance(spec.src, int) else _read(packet, spec.src)
-            actions.append(Load(spec.dst, value))
-        elif isinstance(spec, LearnOutput):
-            actions.append(Output(_read(packet, spec.src)))
-    match = Match(tuple(MatchField(name, value, mask) for name, (value, mask) in match_fields.items()))
-    return Flow(action.table, action.priority, match, tuple(actions), cookie=action.cookie,
-                idle_timeout=action.idle_timeout, hard_timeout=action.hard_timeout)
+def learned_flow(entry: Learned) -> Flow:
+    """The flow a learn action writes, as Open vSwitch builds it."""
+    match = Match(tuple(MatchField(name, value, mask) for name, value, mask in entry.match))
+    return Flow(entry.table, entry.priority, match, entry.actions, cookie=entry.cookie,
+                idle_timeout=entry.idle_timeout, hard_timeout=entry.hard_timeout)

@@ -85,7 +85,7 @@ def trace_flow_text(packet: dict[str, int]) -> str:
             spec = fields.BY_NAME[name]
             # In flow syntax icmp_type is ICMPv4's; ICMPv6 has its own name.
             written = name.replace("icmp_", "icmpv6_") if ipv6 and name.startswith("icmp_") else name
-            parts.append(f"{written}={fields.format_value(spec, packet[name])}")
+            parts.append(f"{written}={spec.format(packet[name])}")
     tci = packet.get("vlan_tci", 0)
     if tci & fields.VLAN_CFI:
         parts.insert(2, f"dl_vlan={tci & fields.VLAN_VID_MASK}")

@@ -1,8 +1,10 @@
-"""Flow values <-> os-ken OpenFlow 1.3 messages.
+"""The reference brtun's wire codec is held to: Flow values <-> os-ken's OpenFlow 1.3 message objects.
 
-Builders only: they take a `datapath` for its `ofproto`/`ofproto_parser`
-(a connected os-ken Datapath, or `os_ken.ofproto.ofproto_protocol.ProtocolDesc`
-in tests) and return message objects; sending is the controller's job.
+brtun encodes and decodes OpenFlow itself (flows.wire, from the declarations
+in flows.fields and flows.actions); these conversions build the same flows
+with os-ken, the OpenFlow library of record, so that the tests can compare
+bytes and decoded flows with os-ken's.  They take a `datapath` for its
+`ofproto`/`ofproto_parser` (os-ken's `ProtocolDesc` in the tests).
 
 Two things the switch does that these conversions undo, so a flow read
 back equals the flow sent: Open vSwitch reports a drop flow with no
@@ -31,13 +33,26 @@ from flows.actions import (
     PushVlan,
     RawAction,
     SetField,
-    Subfield,
 )
 from flows.diff import Change
-from flows.diff import Kind as DiffKind
+from flows.fields import Field, Notation, Subfield
 from flows.flow import Flow, Match, MatchField
 
 Datapath = Any  # os-ken Datapath or ProtocolDesc: anything with ofproto and ofproto_parser
+
+
+# os-ken's keyword for each field: the OXM/NXM names (os-ken spells Nicira's as `<oxm>_nxm`).
+BY_OSKEN: dict[str, Field] = {}
+for _field in (*fields.FIELDS, fields.VLAN_VID):
+    for _header in (_field.oxm, _field.oxm_ipv6):
+        if _header is not None:
+            BY_OSKEN[_header.name] = BY_OSKEN[_header.name + "_nxm"] = _field
+BY_OSKEN["vlan_tci"] = fields.BY_NAME["vlan_tci"]
+
+
+def osken_name(field: Field) -> str:
+    """os-ken's name for a field in move/load/learn, where Nicira-only fields (vlan_tci) are allowed."""
+    return field.oxm.name if field.oxm is not None else field.name
 
 
 class Unconvertible(ValueError):
@@ -59,10 +74,10 @@ def to_match(dp: Datapath, match: Match) -> Any:
         name = _oxm_name(item.name, eth_type)
         value: Any = item.value
         mask: Any = item.mask
-        if spec.kind is fields.Kind.MAC:
+        if spec.notation is Notation.MAC:
             value = fields.mac_text(item.value)
             mask = None if mask is None else fields.mac_text(mask)
-        elif spec.kind is fields.Kind.IPV4:
+        elif spec.notation is Notation.IPV4:
             value = fields.ipv4_text(item.value)
             mask = None if mask is None else fields.ipv4_text(mask)
         kwargs[name] = value if mask is None else (value, mask)
@@ -77,7 +92,7 @@ def _oxm_name(name: str, eth_type: int | None) -> str:
         raise Unconvertible("tp_src/tp_dst need the transport protocol; not used by br-tun")
     oxm = fields.BY_NAME[name].oxm
     assert oxm is not None
-    return oxm
+    return oxm.name
 
 
 def _vlan_match(item: MatchField) -> dict[str, Any]:
@@ -91,9 +106,9 @@ def _vlan_match(item: MatchField) -> dict[str, Any]:
 
 def _osken_field(subfield: Subfield) -> str:
     spec = fields.BY_NXM.get(subfield.field)
-    if spec is None or spec.osken is None:
+    if spec is None:
         raise Unconvertible(f"field {subfield.field} is not known to brtun")
-    return spec.osken
+    return osken_name(spec)
 
 
 def _learn_source(dp: Datapath, source: Subfield | int) -> Any:
@@ -119,15 +134,15 @@ def to_action(dp: Datapath, action: Action) -> Any:
     if isinstance(action, PopVlan):
         return parser.OFPActionPopVlan()
     if isinstance(action, SetField):
-        spec = fields.BY_MF_NAME[action.field]
+        spec = fields.BY_SET_NAME[action.field]
         value: Any = action.value
-        if spec.kind is fields.Kind.MAC:
+        if spec.notation is Notation.MAC:
             value = fields.mac_text(value)
-        elif spec.kind is fields.Kind.IPV4:
+        elif spec.notation is Notation.IPV4:
             value = fields.ipv4_text(value)
         if spec.oxm is None:
             raise Unconvertible(f"set_field of {action.field} has no OpenFlow 1.3 form")
-        return parser.OFPActionSetField(**{spec.oxm: value})
+        return parser.OFPActionSetField(**{spec.oxm.name: value})
     if isinstance(action, Move):
         return parser.NXActionRegMove(src_field=_osken_field(action.src), dst_field=_osken_field(action.dst),
                                       n_bits=action.src.n_bits, src_ofs=action.src.start,
@@ -196,14 +211,14 @@ def from_match(match: Any) -> Match:
             target = "icmp_" + name.removesuffix("_nxm").split("_")[1]
             items.append(MatchField(target, *_split(value)))
             continue
-        spec = fields.BY_OXM.get(name)
+        spec = BY_OSKEN.get(name)
         if spec is None or spec is fields.VLAN_VID:
             raw.append(f"{name}={value}")
             continue
         number, mask = _split(value)
-        if spec.kind is fields.Kind.MAC:
+        if spec.notation is Notation.MAC:
             number, mask = _mac_pair(value)
-        elif spec.kind is fields.Kind.IPV4:
+        elif spec.notation is Notation.IPV4:
             number, mask = _ipv4_pair(value)
         items.append(MatchField(spec.name, number, mask))
     return Match(tuple(items), tuple(raw))
@@ -224,10 +239,10 @@ def _ipv4_pair(value: Any) -> tuple[int, int | None]:
 
 
 def _subfield(name: str, start: int, n_bits: int) -> Subfield:
-    spec = fields.BY_OXM.get(name)
-    if spec is None or spec.nxm is None:
+    spec = BY_OSKEN.get(name)
+    if spec is None or spec.subfield_name is None:
         raise Unconvertible(f"field {name} is not known to brtun")
-    return Subfield(spec.nxm, start, n_bits)
+    return Subfield(spec.subfield_name, start, n_bits)
 
 
 def _from_learn_spec(spec: Any) -> LearnSpec:
@@ -253,15 +268,15 @@ def from_action(action: Any) -> Action:
     if kind == "OFPActionPopVlan":
         return PopVlan()
     if kind == "OFPActionSetField":
-        spec = fields.BY_OXM.get(action.key)
-        if spec is None or spec.mf_name is None:
+        spec = BY_OSKEN.get(action.key)
+        if spec is None or spec.set_name is None:
             return RawAction(f"set_field:{action.value}->{action.key}")
         number = action.value
-        if spec.kind is fields.Kind.MAC:
+        if spec.notation is Notation.MAC:
             number = fields.mac_value(number)
-        elif spec.kind is fields.Kind.IPV4:
+        elif spec.notation is Notation.IPV4:
             number = fields.ipv4_value(number)
-        return SetField(spec.mf_name, number)
+        return SetField(spec.set_name, number)
     if kind == "NXActionRegMove":
         return Move(_subfield(action.src_field, action.src_ofs, action.n_bits),
                     _subfield(action.dst_field, action.dst_ofs, action.n_bits))
@@ -304,18 +319,5 @@ def from_flow_stats(stats: Any) -> Flow:
 
 
 def change_message(dp: Datapath, change: Change) -> Any:
-    """The flow-mod that carries out one diff change.
-
-    A modify keeps the flow's counters (OFPFC_MODIFY_STRICT), but OpenFlow
-    1.3 lets it change only the instructions; when the timeouts differ the
-    flow is replaced with an add of the same identity instead.
-    """
-    if change.kind is DiffKind.ADD:
-        return flow_mod(dp, change.flow, "add")
-    if change.kind is DiffKind.DELETE:
-        return flow_mod(dp, change.flow, "delete")
-    old = change.old
-    if old is not None and (old.idle_timeout, old.hard_timeout) != (
-            change.flow.idle_timeout, change.flow.hard_timeout):
-        return flow_mod(dp, change.flow, "add")
-    return flow_mod(dp, change.flow, "modify")
+    """The flow-mod that carries out one diff change (`Change.command` says which)."""
+    return flow_mod(dp, change.flow, change.command)
