@@ -71,8 +71,8 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller.datapath import datapath_type
     from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
+    from ovshost.datapath import datapath_type
 
     listen_host, listen_port = args.listen
     tls_files = (args.ssl_key, args.ssl_cert, args.ssl_ca_cert)

@@ -115,8 +115,8 @@ def source(args: argparse.Namespace) -> Source:
                       config, host)
     if not args.host:
         raise SourceError("name a HOST of a running testbed, or give --bridge TARGET (or --from FILE for diff)")
-    from mininet_topos import state as states
-    from mininet_topos.privateovs import PrivateOvs
+    from ovshost import state as states
+    from ovshost.privateovs import PrivateOvs
 
     try:
         state, found = states.find_host(args.host)

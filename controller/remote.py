@@ -40,7 +40,7 @@ def targets(args: argparse.Namespace) -> tuple[list[Target], Path | None]:
     """The agents to talk to, and the testbed's config copy when they are a testbed's."""
     if args.socket:
         return [Target(str(path), Path(path)) for path in args.socket], None
-    from mininet_topos import state as states
+    from ovshost import state as states
 
     names = [args.testbed] if args.testbed else states.names()
     if not names:

@@ -59,7 +59,7 @@ def _print_results(case: Case, results: list[StepResult], quiet: bool) -> None:
 
 
 def run_live(cases: list[Case]) -> list[list[StepResult]]:
-    from mininet_topos.scratch import ScratchSwitch
+    from ovshost.scratch import ScratchSwitch
 
     all_results = []
     with ScratchSwitch() as switch:

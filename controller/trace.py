@@ -85,7 +85,7 @@ class TraceError(RuntimeError):
 
 def _locate(args: argparse.Namespace) -> tuple[Any, Config, Any]:
     from mininet_topos import spec as testbed_spec
-    from mininet_topos import state as states
+    from ovshost import state as states
 
     names = [args.testbed] if args.testbed else states.names()
     for name in names:
@@ -137,7 +137,7 @@ def _table_name(bridge: str, number: int) -> str:
 
 
 def _run_trace(state: Any, host: str, bridge: str, flow: str) -> tuple[Any, dict[int, str]]:
-    from mininet_topos.privateovs import PrivateOvs
+    from ovshost.privateovs import PrivateOvs
 
     ovs = PrivateOvs(host, Path(state.hosts[host].rundir))
     text = ovs.run("ovs-appctl", "ofproto/trace", bridge, flow).stdout

@@ -76,7 +76,7 @@ def _config_path(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _datapath(choice: str) -> str:
-    from controller.datapath import datapath_type
+    from ovshost.datapath import datapath_type
 
     detected = datapath_type() if choice == "auto" else choice
     if detected == "system":
@@ -117,7 +117,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from mininet_topos import state as states
+    from ovshost import state as states
 
     names = states.names() if args.all else [args.name] if args.name else states.names()
     if not args.all and not args.name and len(names) > 1:
@@ -138,8 +138,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mininet_topos import pids
-    from mininet_topos import state as states
+    from ovshost import pids
+    from ovshost import state as states
 
     names = [args.name] if args.name else states.names()
     if not names:

@@ -15,9 +15,9 @@ from typing import Any
 
 from mininet.node import Node
 
-from mininet_topos.agentproc import AgentProcess
-from mininet_topos.privateovs import PrivateOvs
-from mininet_topos.state import Daemon, TestbedState
+from ovshost.agentproc import AgentProcess
+from ovshost.privateovs import PrivateOvs
+from ovshost.state import Daemon, TestbedState
 
 UDHCPC_SCRIPT = Path(__file__).with_name("udhcpc.script")
 

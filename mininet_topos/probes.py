@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mininet_topos.state import Daemon, TestbedState
+from ovshost.state import Daemon, TestbedState
 
 
 def netns(namespace: str, *argv: str, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess[str]:

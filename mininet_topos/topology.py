@@ -25,11 +25,11 @@ from mininet.net import Mininet
 
 from flows.config import Config
 from mininet_topos import services
-from mininet_topos import state as states
 from mininet_topos.nodes import ExternalHost, NamedNode, ServiceNamespace, SimHost, Underlay, Vm
 from mininet_topos.spec import ServicePort, TestbedSpec
 from mininet_topos.spec import Vm as VmSpec
-from mininet_topos.state import Daemon, HostState, TestbedState
+from ovshost import state as states
+from ovshost.state import Daemon, HostState, TestbedState
 
 
 def veth(node1: NamedNode, node2: NamedNode, name1: str, name2: str, mac1: str | None = None,

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mininet_topos import pids
-from mininet_topos.privateovs import PrivateOvs
+from ovshost import pids
+from ovshost.privateovs import PrivateOvs
 
 BRTUN = [sys.executable, "-m", "controller.cli"]
 PROJECT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mininet_topos import pids
+from ovshost import pids
 
 STATE_ROOT = Path("/run/brtun/testbeds")
 # Stop order: agents first (they would otherwise see their switch go), then the rest.
