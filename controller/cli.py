@@ -10,10 +10,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from controller import inspect, remote, replay, trace
+from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
 from flows.config import Config, InvalidConfig, load_config
 from flows.flow import render_flows
 from flows.model import build_bridge
 from flows.pipeline import build
+from mininet_topos import cli as testbed_cli
+from ovshost.datapath import datapath_type
 
 EXIT_OK = 0
 EXIT_DIFFERENT = 1
@@ -71,9 +75,6 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
-    from ovshost.datapath import datapath_type
-
     listen_host, listen_port = args.listen
     tls_files = (args.ssl_key, args.ssl_cert, args.ssl_ca_cert)
     if any(tls_files) and not all(tls_files):
@@ -146,15 +147,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
-    from controller import inspect, remote, trace
-    from controller.replay import add_command
-    from mininet_topos.cli import add_commands
-
-    inspect.add_commands(commands)
-    remote.add_commands(commands)
-    trace.add_command(commands)
-    add_command(commands)
-    add_commands(commands)
+    for module in (inspect, remote, trace, replay, testbed_cli):
+        module.add_commands(commands)
     return top
 
 

@@ -14,18 +14,19 @@ import sys
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from flows import tables
 from flows.actions import Learn
-from flows.annotate import annotate, context
+from flows.annotate import Annotation, annotate, context
 from flows.config import Config, InvalidConfig, load_config
 from flows.diff import Kind, diff
 from flows.flow import Flow, sorted_flows
-from flows.model import build_bridge
+from flows.model import BridgeModel, build_bridge
 from flows.naming import parse_tunnel_port_name
 from flows.pipeline import build
 from flows.textparse import FlowStats, parse_dump_stats
+from ovshost import state as states
+from ovshost.privateovs import PrivateOvs
 
 WIDTH = 80
 
@@ -45,7 +46,7 @@ class Source:
     host: str | None
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flows = commands.add_parser(
         "flows", help="show a br-tun's flows by table, each explained from the config",
         description="Installed flows grouped by table, each table named as Neutron names it, each flow "
@@ -115,9 +116,6 @@ def source(args: argparse.Namespace) -> Source:
                       config, host)
     if not args.host:
         raise SourceError("name a HOST of a running testbed, or give --bridge TARGET (or --from FILE for diff)")
-    from ovshost import state as states
-    from ovshost.privateovs import PrivateOvs
-
     try:
         state, found = states.find_host(args.host)
     except states.NoTestbed as error:
@@ -128,7 +126,7 @@ def source(args: argparse.Namespace) -> Source:
                   config or _load(Path(state.config)), host)
 
 
-def _model_flows(src: Source) -> tuple[Any, tuple[Flow, ...]] | tuple[None, tuple[()]]:
+def _model_flows(src: Source) -> tuple[BridgeModel, tuple[Flow, ...]] | tuple[None, tuple[()]]:
     if src.config is None or src.host is None:
         return None, ()
     if src.host not in src.config.host_names:
@@ -186,7 +184,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
     return 0
 
 
-def _short(flow: Flow, note: Any) -> str:
+def _short(flow: Flow, note: Annotation | None) -> str:
     """The flow as the switch prints it, minus what the listing already says (table; our cookie)."""
     text = flow.render().strip()
     head = f"cookie={flow.cookie:#x}, " if flow.cookie else ""

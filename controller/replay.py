@@ -17,6 +17,7 @@ from flows.replay import (
     Reconfigure,
     StepResult,
     bridge_ports,
+    case_from_data,
     desired_flows,
     expectation_of,
     load_case,
@@ -24,9 +25,10 @@ from flows.replay import (
     problems,
     run_offline,
 )
+from ovshost.scratch import ScratchSwitch
 
 
-def add_command(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = commands.add_parser(
         "replay", help="replay flow-table test cases on the simulator (or --live on Open vSwitch)",
         description="Run each case file's packets through the host's br-tun: on flows.simulator (milliseconds, "
@@ -59,8 +61,6 @@ def _print_results(case: Case, results: list[StepResult], quiet: bool) -> None:
 
 
 def run_live(cases: list[Case]) -> list[list[StepResult]]:
-    from ovshost.scratch import ScratchSwitch
-
     all_results = []
     with ScratchSwitch() as switch:
         for case in cases:
@@ -142,6 +142,4 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _case(data: dict[str, Any]) -> Case:
-    from flows.replay import case_from_data
-
     return case_from_data(data, Path.cwd(), default_name=str(data["case"]))

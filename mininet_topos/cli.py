@@ -1,7 +1,9 @@
 """`brtun testbed up|down|status` and `brtun demo`: the testbeds from the command line.
 
-Mininet is imported only when a testbed command runs, so the rest of
-`brtun` works where Mininet is not installed.
+Mininet is imported only when a testbed command runs (`topology`, `checks`
+and `safecli` import it, so they are imported inside the commands that
+build or drive a testbed), so the rest of `brtun` starts without it and
+works where Mininet is not installed.
 """
 
 from __future__ import annotations
@@ -12,15 +14,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from flows.config import InvalidConfig, load_config
 from mininet_topos.mesh import MAX_HOSTS, mesh_yaml
+from mininet_topos.spec import InvalidTestbed, testbed_spec
+from ovshost import pids
+from ovshost import state as states
+from ovshost.datapath import datapath_type
+
+if TYPE_CHECKING:  # these import Mininet: only the commands that build a testbed load them
+    from mininet_topos.topology import Built
 
 PROJECT = Path(__file__).resolve().parent.parent
 SEED = PROJECT / "examples" / "seed.yaml"
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     testbed = commands.add_parser(
         "testbed", help="bring a Mininet testbed up, down, or show it",
         description="Testbeds rebuild the seed's network (or an N-host mesh) from a config: each simulated "
@@ -76,8 +86,6 @@ def _config_path(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _datapath(choice: str) -> str:
-    from ovshost.datapath import datapath_type
-
     detected = datapath_type() if choice == "auto" else choice
     if detected == "system":
         print("*** the openvswitch kernel module is loaded: using the kernel datapath (untested on these "
@@ -85,10 +93,8 @@ def _datapath(choice: str) -> str:
     return detected
 
 
-def _build(args: argparse.Namespace) -> Any:
-    from flows.config import InvalidConfig, load_config
-    from mininet_topos.spec import InvalidTestbed, testbed_spec
-    from mininet_topos.topology import BuildOptions, Testbed
+def _build(args: argparse.Namespace) -> Built:
+    from mininet_topos.topology import BuildOptions, Testbed  # imports Mininet
 
     path, kind = _config_path(args)
     try:
@@ -117,8 +123,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from ovshost import state as states
-
     names = states.names() if args.all else [args.name] if args.name else states.names()
     if not args.all and not args.name and len(names) > 1:
         raise SystemExit(f"brtun: several testbeds are up ({', '.join(names)}): name one, or use --all")
@@ -138,9 +142,6 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ovshost import pids
-    from ovshost import state as states
-
     names = [args.name] if args.name else states.names()
     if not names:
         print("no testbed is up")
@@ -161,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mininet_topos import checks
+    from mininet_topos import checks  # imports Mininet (through topology)
 
     started = time.monotonic()
     built = _build(args)
@@ -179,7 +180,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(result.line(), flush=True)
         _show(built)
         if args.cli:
-            from mininet_topos.safecli import SafeCLI
+            from mininet_topos.safecli import SafeCLI  # imports Mininet
 
             SafeCLI(built.net)
     finally:
@@ -191,7 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if results and passed == len(results) else 1
 
 
-def _show(built: Any) -> None:
+def _show(built: Built) -> None:
     network_hosts = built.spec.network_hosts or list(built.hosts)
     shown = network_hosts[0]
     compute = next((vm.host for vm in built.spec.vms), shown)
