@@ -1,7 +1,8 @@
 """`brtun`: the command line.
 
-Exit status: 0 success, 1 a difference or failed check, 2 bad input
-(invalid config, unknown host, usage error), as `diff` and `grep` do.
+Exit status (flows.exitstatus): 0 success, 1 a difference or failed check,
+2 bad input (invalid config, unknown host, usage error), as `diff` and
+`grep` do.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from collections.abc import Sequence
 from controller import inspect, remote, replay, trace
 from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
 from flows.config import Config, InvalidConfig, load_config
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
 from flows.flow import render_flows
 from flows.model import build_bridge
 from flows.pipeline import build
 from mininet_topos import cli as testbed_cli
 from ovshost.datapath import datapath_type
-
-EXIT_OK = 0
-EXIT_DIFFERENT = 1
-EXIT_BAD_INPUT = 2
 
 DESCRIPTION = """\
 brtun reimplements OpenStack Neutron's tunnel bridge (br-tun) as an os-ken

@@ -20,6 +20,7 @@ from flows.actions import Learn
 from flows.annotate import Annotation, annotate, context
 from flows.config import Config, InvalidConfig, load_config
 from flows.diff import Kind, diff
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from flows.flow import Flow, sorted_flows
 from flows.model import BridgeModel, build_bridge
 from flows.naming import parse_tunnel_port_name
@@ -151,7 +152,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
         model, _ = _model_flows(src)
     except SourceError as error:
         print(f"brtun flows: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     entries = parse_dump_stats(src.dump)
     ctx = context(model) if model is not None else None
     rows = []
@@ -164,7 +165,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"source": src.label, "host": src.host, "flows": rows}, sys.stdout, indent=2)
         print()
-        return 0
+        return EXIT_OK
     counts = {kind: sum(r["kind"] == kind for r in rows) for kind in ("static", "learned", "foreign")}
     print(f"{src.label}: {len(rows)} flows ({counts['static']} static, {counts['learned']} learned, "
           f"{counts['foreign']} foreign)")
@@ -181,7 +182,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
             _print_wrapped("          ", row["annotation"])
         if _age(stats):
             print(f"          {_age(stats)}")
-    return 0
+    return EXIT_OK
 
 
 def _short(flow: Flow, note: Annotation | None) -> str:
@@ -218,7 +219,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _model, desired = _model_flows(src)
     except SourceError as error:
         print(f"brtun diff: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     assert src.config is not None
     installed = [flow for flow, _ in parse_dump_stats(src.dump)]
     if args.ignore_cookies:  # the flows' cookies, and the one each learn action stamps
@@ -251,4 +252,4 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(f"  ? {flow.render().strip()}")
     differs = bool(missing or extra or different or stale or result.conflicts)
     print("DIFFERENT" if differs else "IN SYNC")
-    return 1 if differs else 0
+    return EXIT_FAILED if differs else EXIT_OK

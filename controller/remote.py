@@ -21,10 +21,8 @@ from typing import Any
 from controller.control import ControlError, request
 from flows import edits
 from flows.config import InvalidConfig, load_config
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from ovshost import state as states
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-SOCKET_NAME = "brtun-agent.sock"  # in each host's run directory
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ def targets(args: argparse.Namespace) -> tuple[list[Target], Path | None]:
         state = states.load(names[0])
     except states.NoTestbed as error:
         raise Unreachable(str(error)) from None
-    found = [Target(h.name, Path(h.rundir) / SOCKET_NAME) for h in state.hosts.values()]
+    found = [Target(h.name, h.control_socket) for h in state.hosts.values()]
     if args.host:
         unknown = set(args.host) - {t.host for t in found}
         if unknown:

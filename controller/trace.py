@@ -20,6 +20,7 @@ from controller.tracesvg import draw
 from controller.walk import Walk, reached, verdict
 from flows import br_int, tables
 from flows.config import Config, load_config
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from flows.naming import tunnel_port_name
 from flows.tracetext import TableHop, TraceRun, parse_dpif_show, parse_run
 from mininet_topos.spec import TestbedSpec, Vm, testbed_spec
@@ -210,10 +211,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
         walk = walk_packet(args)
     except (TraceError, LookupError) as error:
         print(f"brtun trace: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print_walk(walk)
     if args.svg:
         args.svg.write_text(draw(walk))
         print(f"picture: {args.svg}")
-    return 0 if reached(walk) else 1
+    return EXIT_OK if reached(walk) else EXIT_FAILED
 

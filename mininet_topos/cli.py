@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flows.config import InvalidConfig, load_config
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from mininet_topos.mesh import MAX_HOSTS, mesh_yaml
 from mininet_topos.spec import InvalidTestbed, testbed_spec
 from ovshost import pids
@@ -103,7 +104,7 @@ def _build(args: argparse.Namespace) -> Built:
     except (InvalidConfig, InvalidTestbed) as error:
         for problem in error.errors:
             print(f"{path}: {problem}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
     options = BuildOptions(hub=args.hub, datapath_type=_datapath(args.datapath_type))
     try:
         return Testbed(path, config, spec, options, kind=kind).up()
@@ -119,7 +120,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  namespaces: {' '.join(built.state.namespaces)}")
     print(f"  e.g. sudo ip netns exec {built.spec.vms[0].name} ping {built.spec.vms[-1].ip}")
     print(f"  stop it with: brtun testbed down {built.state.name}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -128,7 +129,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         raise SystemExit(f"brtun: several testbeds are up ({', '.join(names)}): name one, or use --all")
     if not names:
         print("no testbed is up")
-        return 0
+        return EXIT_OK
     for name in names:
         try:
             state = states.load(name)
@@ -138,14 +139,14 @@ def cmd_down(args: argparse.Namespace) -> int:
         for line in states.down(state):
             print(f"  {line}")
         print(f"testbed {name} is down ({time.monotonic() - started:.1f} s)")
-    return 0
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else states.names()
     if not names:
         print("no testbed is up")
-        return 0
+        return EXIT_OK
     for name in names:
         state = states.load(name)
         print(f"testbed {name} ({state.kind}, {state.status}, {state.datapath_type} datapath), "
@@ -158,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         alive = [d for d in state.daemons if pids.owned_pid(Path(d.pidfile), d.marker)]
         print(f"  daemons: {len(alive)}/{len(state.daemons)} running; namespaces: "
               f"{sum(states.namespace_exists(n) for n in state.namespaces)}/{len(state.namespaces)}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -189,7 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\ntestbed down in {time.monotonic() - down_started:.1f} s")
     passed = sum(result.ok for result in results)
     print(f"{passed}/{len(results)} checks passed in {time.monotonic() - started:.1f} s")
-    return 0 if results and passed == len(results) else 1
+    return EXIT_OK if results and passed == len(results) else EXIT_FAILED
 
 
 def _show(built: Built) -> None:

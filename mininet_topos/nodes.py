@@ -138,7 +138,7 @@ class SimHost(NamedNode):
         self.vsctl(*args)
 
 
-class Vm(NamedNode):
+class VmNode(NamedNode):
     """A tenant VM: eth0 with the port's MAC, an MTU that fits the tunnel, TX checksums done
     in the VM (the userspace datapath does not complete partial checksums)."""
 

@@ -19,6 +19,7 @@ from ovshost.privateovs import PrivateOvs
 
 BRTUN = [sys.executable, "-m", "controller.cli"]
 PROJECT = Path(__file__).resolve().parent.parent
+CONTROL_SOCKET = "brtun-agent.sock"  # in the host's run directory, where `brtun apply/state/edit` look
 
 
 class AgentError(RuntimeError):
@@ -43,7 +44,7 @@ class AgentProcess:
 
     @property
     def control_socket(self) -> Path:
-        return self.ovs.rundir / "brtun-agent.sock"
+        return self.ovs.rundir / CONTROL_SOCKET
 
     @property
     def log_path(self) -> Path:
