@@ -39,7 +39,7 @@ class NamedNode(Node):  # type: ignore[misc]
 
     def checksums_in_software(self, intf: str) -> None:
         """Open vSwitch's userspace datapath forwards a veth's partial checksums as they are;
-        every end that sends into it must compute them itself (TESTBED.md)."""
+        every end that sends into it must compute them itself (docs/TESTBED.md)."""
         self.sh(f"ethtool -K {intf} tx off >/dev/null")
 
     def sh(self, command: str) -> str:
@@ -106,7 +106,7 @@ class SimHost(NamedNode):
 
     def restart_switch(self, address: str, prefix: int, mtu: int, neighbours: dict[str, str]) -> None:
         """Restart this host's ovs-vswitchd, then redo what the host's network config would: the
-        userspace datapath recreates br-phy without its address (TESTBED.md), and forgets the
+        userspace datapath recreates br-phy without its address (docs/TESTBED.md), and forgets the
         tunnel neighbours it had learned."""
         self.ovs.restart_vswitchd()
         deadline = time.monotonic() + 10

@@ -6,7 +6,7 @@ them, as the seed draws it: VM eth0 - tap - qbr (iptables) - qvb/qvo -
 br-int on compute hosts; on the network host the DHCP port in
 qdhcp-<network>, the router's qr-/qg- ports in qrouter-<router>, br-ex and
 an external host.  Namespace ports are veth pairs with the same name at
-both ends (TESTBED.md: OVS internal ports moved into namespaces do not
+both ends (docs/TESTBED.md: OVS internal ports moved into namespaces do not
 survive an ovs-vswitchd restart on the userspace datapath).
 """
 
