@@ -27,6 +27,7 @@ from flows.config import Config
 from mininet_topos import services
 from mininet_topos.nodes import ExternalHost, NamedNode, ServiceNamespace, SimHost, Underlay, VmNode
 from mininet_topos.spec import ServicePort, TestbedSpec, Vm
+from ovshost import agentproc
 from ovshost import state as states
 from ovshost.state import Daemon, HostState, TestbedState
 
@@ -161,7 +162,7 @@ class Testbed:
         for name, host in hosts.items():
             config_host = self.config.host(name)
             state.hosts[name] = HostState(name, spec.roles[name], name, str(host.ovs.rundir), config_host.local_ip,
-                                          "127.0.0.1:6653", str(host.ovs.rundir / "brtun-agent.log"))
+                                          "127.0.0.1:6653", str(host.ovs.rundir / agentproc.LOG))
         state.save()
         timings = {"namespaces": time.monotonic() - started}
 

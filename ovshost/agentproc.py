@@ -19,7 +19,10 @@ from ovshost.privateovs import PrivateOvs
 
 BRTUN = [sys.executable, "-m", "controller.cli"]
 PROJECT = Path(__file__).resolve().parent.parent
-CONTROL_SOCKET = "brtun-agent.sock"  # in the host's run directory, where `brtun apply/state/edit` look
+# The agent's files, in its host's run directory.
+PIDFILE = "brtun-agent.pid"
+CONTROL_SOCKET = "brtun-agent.sock"  # where `brtun apply/state/edit` look for a testbed's agents
+LOG = "brtun-agent.log"
 
 
 class AgentError(RuntimeError):
@@ -40,7 +43,7 @@ class AgentProcess:
 
     @property
     def pidfile(self) -> Path:
-        return self.ovs.rundir / "brtun-agent.pid"
+        return self.ovs.rundir / PIDFILE
 
     @property
     def control_socket(self) -> Path:
@@ -48,7 +51,7 @@ class AgentProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.ovs.rundir / "brtun-agent.log"
+        return self.ovs.rundir / LOG
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
