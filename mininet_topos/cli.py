@@ -1,9 +1,9 @@
 """`brtun testbed up|down|status` and `brtun demo`: the testbeds from the command line.
 
-Mininet is imported only when a testbed command runs (`topology`, `checks`
-and `safecli` import it, so they are imported inside the commands that
-build or drive a testbed), so the rest of `brtun` starts without it and
-works where Mininet is not installed.
+Mininet is imported only when a testbed command runs: `topology`, `checks`
+and `safecli` import it, so they are imported inside the commands that need
+them, and the rest of `brtun` starts without Mininet and works where it is
+not installed.
 """
 
 from __future__ import annotations
