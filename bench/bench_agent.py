@@ -45,8 +45,8 @@ from flows.config import Config  # noqa: E402
 from flows.flow import render_flows  # noqa: E402
 from flows.model import build_bridge  # noqa: E402
 from flows.pipeline import build  # noqa: E402
-from mininet_topos.agentproc import AgentProcess  # noqa: E402
-from mininet_topos.privateovs import PrivateOvs  # noqa: E402
+from ovshost.agentproc import AgentProcess  # noqa: E402
+from ovshost.privateovs import PrivateOvs  # noqa: E402
 from tests.integration.helpers import FlowMonitor  # noqa: E402
 
 RUN_ROOT = Path("/run/brtun-bench")

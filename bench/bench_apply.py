@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from controller.remote import SOCKET_NAME, Target, rollout  # noqa: E402
+from controller.remote import Target, rollout  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from flows.flow import render_flows  # noqa: E402
 from flows.model import build_bridge  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> int:
     except FileExistsError as error:
         fail(str(error))
     try:
-        agents = [Target(h.name, Path(h.rundir) / SOCKET_NAME) for h in built.state.hosts.values()]
+        agents = [Target(h.name, h.control_socket) for h in built.state.hosts.values()]
         texts = {p: p.read_text() for p in (base_path, added_path)}
         add_ms, remove_ms, floors, changes, slowest, validate_ms = [], [], [], [], [], []
         for run in range(args.repeat):

@@ -26,7 +26,7 @@ from bench import report  # noqa: E402
 from flows.config import load_config  # noqa: E402
 from flows.replay import bridge_ports, desired_flows  # noqa: E402
 from flows.simulator import FlowTableSimulator  # noqa: E402
-from mininet_topos.scratch import ScratchSwitch  # noqa: E402
+from ovshost.scratch import ScratchSwitch  # noqa: E402
 from tests.packetgen import random_packet, universe  # noqa: E402
 
 CONFIG, HOST = ROOT / "tests/data/configs/mixed.yaml", "h1"

@@ -1,7 +1,8 @@
 """`brtun`: the command line.
 
-Exit status: 0 success, 1 a difference or failed check, 2 bad input
-(invalid config, unknown host, usage error), as `diff` and `grep` do.
+Exit status (flows.exitstatus): 0 success, 1 a difference or failed check,
+2 bad input (invalid config, unknown host, usage error), as `diff` and
+`grep` do.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from controller import inspect, remote, replay, trace
+from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
 from flows.config import Config, InvalidConfig, load_config
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
 from flows.flow import render_flows
 from flows.model import build_bridge
 from flows.pipeline import build
-
-EXIT_OK = 0
-EXIT_DIFFERENT = 1
-EXIT_BAD_INPUT = 2
+from mininet_topos import cli as testbed_cli
+from ovshost.datapath import datapath_type
 
 DESCRIPTION = """\
 brtun reimplements OpenStack Neutron's tunnel bridge (br-tun) as an os-ken
@@ -71,9 +73,6 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller.datapath import datapath_type
-    from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
-
     listen_host, listen_port = args.listen
     tls_files = (args.ssl_key, args.ssl_cert, args.ssl_ca_cert)
     if any(tls_files) and not all(tls_files):
@@ -146,15 +145,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
-    from controller import inspect, remote, trace
-    from controller.replay import add_command
-    from mininet_topos.cli import add_commands
-
-    inspect.add_commands(commands)
-    remote.add_commands(commands)
-    trace.add_command(commands)
-    add_command(commands)
-    add_commands(commands)
+    for module in (inspect, remote, trace, replay, testbed_cli):
+        module.add_commands(commands)
     return top
 
 

@@ -14,18 +14,20 @@ import sys
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from flows import tables
 from flows.actions import Learn
-from flows.annotate import annotate, context
+from flows.annotate import Annotation, annotate, context
 from flows.config import Config, InvalidConfig, load_config
 from flows.diff import Kind, diff
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from flows.flow import Flow, sorted_flows
-from flows.model import build_bridge
+from flows.model import BridgeModel, build_bridge
 from flows.naming import parse_tunnel_port_name
 from flows.pipeline import build
 from flows.textparse import FlowStats, parse_dump_stats
+from ovshost import state as states
+from ovshost.privateovs import PrivateOvs
 
 WIDTH = 80
 
@@ -45,7 +47,7 @@ class Source:
     host: str | None
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flows = commands.add_parser(
         "flows", help="show a br-tun's flows by table, each explained from the config",
         description="Installed flows grouped by table, each table named as Neutron names it, each flow "
@@ -115,9 +117,6 @@ def source(args: argparse.Namespace) -> Source:
                       config, host)
     if not args.host:
         raise SourceError("name a HOST of a running testbed, or give --bridge TARGET (or --from FILE for diff)")
-    from mininet_topos import state as states
-    from mininet_topos.privateovs import PrivateOvs
-
     try:
         state, found = states.find_host(args.host)
     except states.NoTestbed as error:
@@ -128,7 +127,7 @@ def source(args: argparse.Namespace) -> Source:
                   config or _load(Path(state.config)), host)
 
 
-def _model_flows(src: Source) -> tuple[Any, tuple[Flow, ...]] | tuple[None, tuple[()]]:
+def _model_flows(src: Source) -> tuple[BridgeModel, tuple[Flow, ...]] | tuple[None, tuple[()]]:
     if src.config is None or src.host is None:
         return None, ()
     if src.host not in src.config.host_names:
@@ -153,7 +152,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
         model, _ = _model_flows(src)
     except SourceError as error:
         print(f"brtun flows: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     entries = parse_dump_stats(src.dump)
     ctx = context(model) if model is not None else None
     rows = []
@@ -166,7 +165,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"source": src.label, "host": src.host, "flows": rows}, sys.stdout, indent=2)
         print()
-        return 0
+        return EXIT_OK
     counts = {kind: sum(r["kind"] == kind for r in rows) for kind in ("static", "learned", "foreign")}
     print(f"{src.label}: {len(rows)} flows ({counts['static']} static, {counts['learned']} learned, "
           f"{counts['foreign']} foreign)")
@@ -183,10 +182,10 @@ def cmd_flows(args: argparse.Namespace) -> int:
             _print_wrapped("          ", row["annotation"])
         if _age(stats):
             print(f"          {_age(stats)}")
-    return 0
+    return EXIT_OK
 
 
-def _short(flow: Flow, note: Any) -> str:
+def _short(flow: Flow, note: Annotation | None) -> str:
     """The flow as the switch prints it, minus what the listing already says (table; our cookie)."""
     text = flow.render().strip()
     head = f"cookie={flow.cookie:#x}, " if flow.cookie else ""
@@ -220,7 +219,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _model, desired = _model_flows(src)
     except SourceError as error:
         print(f"brtun diff: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     assert src.config is not None
     installed = [flow for flow, _ in parse_dump_stats(src.dump)]
     if args.ignore_cookies:  # the flows' cookies, and the one each learn action stamps
@@ -253,4 +252,4 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(f"  ? {flow.render().strip()}")
     differs = bool(missing or extra or different or stale or result.conflicts)
     print("DIFFERENT" if differs else "IN SYNC")
-    return 1 if differs else 0
+    return EXIT_FAILED if differs else EXIT_OK

@@ -21,9 +21,8 @@ from typing import Any
 from controller.control import ControlError, request
 from flows import edits
 from flows.config import InvalidConfig, load_config
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-SOCKET_NAME = "brtun-agent.sock"  # in each host's run directory
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from ovshost import state as states
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,6 @@ def targets(args: argparse.Namespace) -> tuple[list[Target], Path | None]:
     """The agents to talk to, and the testbed's config copy when they are a testbed's."""
     if args.socket:
         return [Target(str(path), Path(path)) for path in args.socket], None
-    from mininet_topos import state as states
-
     names = [args.testbed] if args.testbed else states.names()
     if not names:
         raise Unreachable("no testbed is up; name the agents with --socket PATH")
@@ -51,7 +48,7 @@ def targets(args: argparse.Namespace) -> tuple[list[Target], Path | None]:
         state = states.load(names[0])
     except states.NoTestbed as error:
         raise Unreachable(str(error)) from None
-    found = [Target(h.name, Path(h.rundir) / SOCKET_NAME) for h in state.hosts.values()]
+    found = [Target(h.name, h.control_socket) for h in state.hosts.values()]
     if args.host:
         unknown = set(args.host) - {t.host for t in found}
         if unknown:
@@ -252,7 +249,7 @@ def _agents(parser: argparse.ArgumentParser) -> None:
                              "repeatable")
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply = commands.add_parser(
         "apply", help="carry a changed config to every running agent (validate everywhere, then apply)",
         description="Validate CONFIG, ask every agent (of the running testbed, or each --socket) to "

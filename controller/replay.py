@@ -11,12 +11,14 @@ from typing import Any
 import yaml
 
 from flows.diff import diff
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from flows.replay import (
     Case,
     CaseError,
     Reconfigure,
     StepResult,
     bridge_ports,
+    case_from_data,
     desired_flows,
     expectation_of,
     load_case,
@@ -24,9 +26,10 @@ from flows.replay import (
     problems,
     run_offline,
 )
+from ovshost.scratch import ScratchSwitch
 
 
-def add_command(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = commands.add_parser(
         "replay", help="replay flow-table test cases on the simulator (or --live on Open vSwitch)",
         description="Run each case file's packets through the host's br-tun: on flows.simulator (milliseconds, "
@@ -59,8 +62,6 @@ def _print_results(case: Case, results: list[StepResult], quiet: bool) -> None:
 
 
 def run_live(cases: list[Case]) -> list[list[StepResult]]:
-    from mininet_topos.scratch import ScratchSwitch
-
     all_results = []
     with ScratchSwitch() as switch:
         for case in cases:
@@ -84,12 +85,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _record(args)
     if not args.files:
         print("brtun replay: give case files (or --record CONFIG --host NAME --packet ...)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     try:
         cases = [load_case(path) for path in args.files]
     except CaseError as error:
         print(f"brtun replay: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     started = time.perf_counter()
     outcomes = run_live(cases) if args.live else [run_offline(case) for case in cases]
     seconds = time.perf_counter() - started
@@ -102,14 +103,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     where = "live on Open vSwitch" if args.live else "on the simulator"
     verdict = "all passed" if not failed else f"{failed} FAILED"
     print(f"{len(cases)} cases, {packets} packets {where} in {seconds:.3f} s: {verdict}")
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _record(args: argparse.Namespace) -> int:
     """Run packets on the live switch and write the case that expects exactly what happened."""
     if not args.host or not args.packet:
         print("brtun replay --record needs --host and at least one --packet", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     packets = []
     for text in args.packet:
         fields: dict[str, Any] = {}
@@ -129,7 +130,7 @@ def _record(args: argparse.Namespace) -> int:
         case = _case(data)
     except CaseError as error:
         print(f"brtun replay --record: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     for raw, result in zip(packets, run_live([case])[0], strict=True):
         raw["expect"] = expectation_of(result.outcome)
     text = yaml.safe_dump(data, sort_keys=False)
@@ -138,10 +139,8 @@ def _record(args: argparse.Namespace) -> int:
         print(f"wrote {args.output} ({len(packets)} packets)")
     else:
         sys.stdout.write(text)
-    return 0
+    return EXIT_OK
 
 
 def _case(data: dict[str, Any]) -> Case:
-    from flows.replay import case_from_data
-
     return case_from_data(data, Path.cwd(), default_name=str(data["case"]))

@@ -14,55 +14,21 @@ import argparse
 import ipaddress
 import sys
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from controller.tracesvg import draw
+from controller.walk import Walk, reached, verdict
 from flows import br_int, tables
 from flows.config import Config, load_config
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from flows.naming import tunnel_port_name
-from flows.tracetext import TableHop, parse_dpif_show, parse_run
+from flows.tracetext import TableHop, TraceRun, parse_dpif_show, parse_run
+from mininet_topos.spec import TestbedSpec, Vm, testbed_spec
+from ovshost import state as states
+from ovshost.privateovs import PrivateOvs
 
 
-@dataclass(frozen=True)
-class Hop:
-    """A lettered step of the walk, as the seed letters its figure."""
-
-    letter: str
-    host: str
-    element: str  # what the packet crosses: vm1 eth0, tap..., br-int, gre-c0a8640c, ...
-    detail: str
-    tables: tuple[TableHop, ...] = ()
-    parent: int | None = None  # the hop it comes from (a flood fans out from one br-tun hop)
-
-
-@dataclass
-class Walk:
-    source: str
-    destination: str
-    target: str = ""  # the port name that is the destination (qvo..., tap..., qr-...), if any
-    hops: list[Hop] = field(default_factory=list)
-    delivered: list[str] = field(default_factory=list)  # "vm2 (compute2, qvo...)"
-    drops: list[str] = field(default_factory=list)
-    hosts: list[str] = field(default_factory=list)
-
-    def add(self, host: str, element: str, detail: str, hop_tables: tuple[TableHop, ...] = (),
-            parent: int | None = None) -> int:
-        index = len(self.hops)
-        if parent is None and index:
-            parent = index - 1
-        self.hops.append(Hop(_letter(index), host, element, detail, hop_tables, parent))
-        if host not in self.hosts:
-            self.hosts.append(host)
-        return index
-
-
-def _letter(index: int) -> str:
-    """A..Z, then AA, AB, ... for long walks (a flood to many hosts)."""
-    return chr(ord("A") + index) if index < 26 else _letter(index // 26 - 1) + chr(ord("A") + index % 26)
-
-
-def add_command(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     trace = commands.add_parser(
         "trace", help="follow one packet from a VM across every bridge and host of a running testbed",
         description="Follow one packet from VM to DEST (a VM name or an IP address) through br-int, br-tun, the "
@@ -83,20 +49,17 @@ class TraceError(RuntimeError):
     pass
 
 
-def _locate(args: argparse.Namespace) -> tuple[Any, Config, Any]:
-    from mininet_topos import spec as testbed_spec
-    from mininet_topos import state as states
-
+def _locate(args: argparse.Namespace) -> tuple[states.TestbedState, Config, TestbedSpec]:
     names = [args.testbed] if args.testbed else states.names()
     for name in names:
         state = states.load(name)
         if args.vm in state.vms:
             config = load_config(state.config)
-            return state, config, testbed_spec.testbed_spec(config, state.kind)
+            return state, config, testbed_spec(config, state.kind)
     raise TraceError(f"no running testbed has a VM named {args.vm} (testbeds: {', '.join(names) or 'none'})")
 
 
-def _destination(spec: Any, source: Any, text: str) -> tuple[str, str, str]:
+def _destination(spec: TestbedSpec, source: Vm, text: str) -> tuple[str, str, str]:
     """(MAC, IP, label) of DEST, from the source VM's point of view."""
     for vm in spec.vms:
         if text == vm.name:
@@ -119,7 +82,7 @@ def _destination(spec: Any, source: Any, text: str) -> tuple[str, str, str]:
     return "ff:ff:ff:ff:ff:ff", text, f"{text} (no port of {source.network} has it: broadcast)"
 
 
-def _packet(args: argparse.Namespace, vm: Any, mac: str, ip: str) -> str:
+def _packet(args: argparse.Namespace, vm: Vm, mac: str, ip: str) -> str:
     base = f"dl_src={vm.mac},dl_dst={mac}"
     if args.proto == "arp":
         return (f"dl_src={vm.mac},dl_dst=ff:ff:ff:ff:ff:ff,dl_type=0x0806,arp_op=1,arp_spa={vm.ip},"
@@ -136,15 +99,13 @@ def _table_name(bridge: str, number: int) -> str:
     return tables.table_name(number) if bridge == "br-tun" else f"table {number}"
 
 
-def _run_trace(state: Any, host: str, bridge: str, flow: str) -> tuple[Any, dict[int, str]]:
-    from mininet_topos.privateovs import PrivateOvs
-
+def _run_trace(state: states.TestbedState, host: str, bridge: str, flow: str) -> tuple[TraceRun, dict[int, str]]:
     ovs = PrivateOvs(host, Path(state.hosts[host].rundir))
     text = ovs.run("ovs-appctl", "ofproto/trace", bridge, flow).stdout
     return parse_run(text), parse_dpif_show(ovs.run("ovs-appctl", "dpif/show").stdout)
 
 
-def _bridge_hops(walk: Walk, host: str, run: Any, first_bridge: str) -> None:
+def _bridge_hops(walk: Walk, host: str, run: TraceRun, first_bridge: str) -> None:
     by_bridge: dict[str, list[TableHop]] = {}
     for hop in run.hops:
         by_bridge.setdefault(hop.bridge, []).append(hop)
@@ -162,7 +123,7 @@ def _bridge_hops(walk: Walk, host: str, run: Any, first_bridge: str) -> None:
             return
 
 
-def _deliveries(walk: Walk, host: str, run: Any, names: dict[int, str], spec: Any) -> None:
+def _deliveries(walk: Walk, host: str, run: TraceRun, names: dict[int, str], spec: TestbedSpec) -> None:
     for port in run.local_ports:
         name = names.get(port, f"datapath port {port}")
         vm = next((v for v in spec.vms if v.host == host and v.device("qvo") == name), None)
@@ -245,31 +206,15 @@ def print_walk(walk: Walk) -> None:
     print(f"verdict: {verdict(walk)}")
 
 
-def reached(walk: Walk) -> bool:
-    return bool(walk.target) and walk.target in walk.delivered
-
-
-def verdict(walk: Walk) -> str:
-    parts = [f"delivered to {walk.target}" if reached(walk) else
-             f"NOT delivered to {walk.target or walk.destination}"]
-    others = [name for name in walk.delivered if name != walk.target]
-    if others:
-        parts.append(f"also flooded to {', '.join(others)}")
-    parts += walk.drops
-    return "; ".join(parts)
-
-
 def cmd_trace(args: argparse.Namespace) -> int:
     try:
         walk = walk_packet(args)
     except (TraceError, LookupError) as error:
         print(f"brtun trace: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print_walk(walk)
     if args.svg:
-        from controller.tracesvg import draw
-
         args.svg.write_text(draw(walk))
         print(f"picture: {args.svg}")
-    return 0 if reached(walk) else 1
+    return EXIT_OK if reached(walk) else EXIT_FAILED
 

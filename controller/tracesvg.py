@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from controller.trace import Walk, verdict
+from controller.walk import Walk, verdict
 
 COLUMN = 360
 ROW = 64

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from flows.actions import Output
 from flows.fields import OFPP_NORMAL
 from flows.flow import Flow, Match
+from flows.naming import DEAD_VLAN
 
 LOCAL_SWITCHING = 0
 CANARY_TABLE = 23
@@ -25,7 +26,6 @@ TRANSIENT_TABLE = 60
 TRANSIENT_EGRESS_TABLE = 62
 
 OPENFLOW_MAX_PRIORITY = 65535
-DEAD_VLAN = 4095
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,8 @@ class Checker:
         if not low <= value <= high:
             shown = f"{value:#x}" if hex_text else str(value)
             limits = f"{low:#x}..{high:#x}" if hex_text else f"{low}..{high}"
-            extra = " (4095 is Neutron's dead VLAN)" if what == "local VLAN" and value == 4095 else ""
+            dead = what == "local VLAN" and value == naming.DEAD_VLAN
+            extra = f" ({naming.DEAD_VLAN} is Neutron's dead VLAN)" if dead else ""
             self.error(path, f"{shown} is outside {limits}{extra}")
             return None
         return value

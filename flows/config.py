@@ -19,7 +19,7 @@ from flows.tables import TUNNEL_TYPES
 
 DEFAULT_COOKIE = 0x5E1EC7AB1E  # stable across restarts, so flows stay ours
 MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
-MAX_VLAN = 4094
+MAX_VLAN = naming.DEAD_VLAN - 1  # local VLANs are 1..4094
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ foreign, reported and never touched (not even when it occupies the place
 of one of ours: that is a conflict, reported).  Learned flows (table 20,
 priority 1, our cookie: the learn action stamps it) belong to the switch's
 MAC learning, so a plain diff keeps them; it deletes one only when it has
-gone stale (PIPELINE.md, "Stale learned flows"): its local VLAN no longer
+gone stale (docs/PIPELINE.md, "Stale learned flows"): its local VLAN no longer
 maps to the key it loads, or the tunnel port it outputs to is gone.
 
 Order: adds from the last table back, so that a path is complete before
@@ -80,7 +80,7 @@ class Diff:
 
 
 def is_learned(flow: Flow, cookie: int) -> bool:
-    """Written by table 10's learn action (PIPELINE.md: table 20, priority 1, our cookie)."""
+    """Written by table 10's learn action (docs/PIPELINE.md: table 20, priority 1, our cookie)."""
     return flow.cookie == cookie and flow.table == UCAST_TO_TUN and flow.priority == PRIORITY_ENTRY
 
 

@@ -1,6 +1,6 @@
 """One host's br-tun as Neutron's agent would see it, derived from the config.
 
-Neutron's rules (PIPELINE.md) live here: which networks a host carries and
+Neutron's rules (docs/PIPELINE.md) live here: which networks a host carries and
 their local VLANs, which tunnel ports exist with and without l2population,
 each network's flood list, and the l2population unicast/ARP entries.
 Nothing is accumulated: the same config always gives the same model.

@@ -227,13 +227,13 @@ def _step(number: int, raw: Any, ports: dict[str, int], case: str) -> Step:
         raise CaseError(f"{where}: unknown keys {sorted(unknown)}")
     in_port = raw.get("in_port")
     if isinstance(in_port, int) and not isinstance(in_port, bool) and in_port not in ports.values():
-        number = in_port  # a port br-tun does not have: table 0 must drop it
+        ofport = in_port  # a port br-tun does not have: table 0 must drop it
     elif in_port in ports:
-        number = ports[in_port]
+        ofport = ports[in_port]
     else:
         raise CaseError(f"{where}: in_port {in_port!r} is not a port of this br-tun ({', '.join(ports)}) "
                         "nor an unused port number")
-    packet = {"in_port": number, **parse_packet(raw.get("packet") or {}, where)}
+    packet = {"in_port": ofport, **parse_packet(raw.get("packet") or {}, where)}
     advance = raw.get("advance", 0)
     if isinstance(advance, bool) or not isinstance(advance, (int, float)) or advance < 0:
         raise CaseError(f"{where}: advance is a number of seconds >= 0")

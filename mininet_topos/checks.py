@@ -19,10 +19,10 @@ from flows.model import local_vlans
 from flows.naming import tunnel_port_name
 from flows.textparse import parse_dump
 from mininet_topos import probes
-from mininet_topos.privateovs import PrivateOvs
 from mininet_topos.spec import TestbedSpec, Vm
-from mininet_topos.state import TestbedState
 from mininet_topos.topology import phy_mac
+from ovshost.privateovs import PrivateOvs
+from ovshost.state import TestbedState
 
 ICMP_REQUEST = re.compile(r"(\d+\.\d+\.\d+\.\d+) > \d+\.\d+\.\d+\.\d+: ICMP echo request")
 SSH = 22  # the security group lets TCP in on this port only

@@ -1,7 +1,9 @@
 """`brtun testbed up|down|status` and `brtun demo`: the testbeds from the command line.
 
-Mininet is imported only when a testbed command runs, so the rest of
-`brtun` works where Mininet is not installed.
+Mininet is imported only when a testbed command runs: `topology`, `checks`
+and `safecli` import it, so they are imported inside the commands that need
+them, and the rest of `brtun` starts without Mininet and works where it is
+not installed.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from flows.config import InvalidConfig, load_config
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from mininet_topos.mesh import MAX_HOSTS, mesh_yaml
+from mininet_topos.spec import InvalidTestbed, testbed_spec
+from ovshost import pids
+from ovshost import state as states
+from ovshost.datapath import datapath_type
+
+if TYPE_CHECKING:  # these import Mininet: only the commands that build a testbed load them
+    from mininet_topos.topology import Built
 
 PROJECT = Path(__file__).resolve().parent.parent
 SEED = PROJECT / "examples" / "seed.yaml"
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     testbed = commands.add_parser(
         "testbed", help="bring a Mininet testbed up, down, or show it",
         description="Testbeds rebuild the seed's network (or an N-host mesh) from a config: each simulated "
@@ -76,8 +87,6 @@ def _config_path(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _datapath(choice: str) -> str:
-    from controller.datapath import datapath_type
-
     detected = datapath_type() if choice == "auto" else choice
     if detected == "system":
         print("*** the openvswitch kernel module is loaded: using the kernel datapath (untested on these "
@@ -85,10 +94,8 @@ def _datapath(choice: str) -> str:
     return detected
 
 
-def _build(args: argparse.Namespace) -> Any:
-    from flows.config import InvalidConfig, load_config
-    from mininet_topos.spec import InvalidTestbed, testbed_spec
-    from mininet_topos.topology import BuildOptions, Testbed
+def _build(args: argparse.Namespace) -> Built:
+    from mininet_topos.topology import BuildOptions, Testbed  # imports Mininet
 
     path, kind = _config_path(args)
     try:
@@ -97,7 +104,7 @@ def _build(args: argparse.Namespace) -> Any:
     except (InvalidConfig, InvalidTestbed) as error:
         for problem in error.errors:
             print(f"{path}: {problem}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
     options = BuildOptions(hub=args.hub, datapath_type=_datapath(args.datapath_type))
     try:
         return Testbed(path, config, spec, options, kind=kind).up()
@@ -113,18 +120,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  namespaces: {' '.join(built.state.namespaces)}")
     print(f"  e.g. sudo ip netns exec {built.spec.vms[0].name} ping {built.spec.vms[-1].ip}")
     print(f"  stop it with: brtun testbed down {built.state.name}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from mininet_topos import state as states
-
     names = states.names() if args.all else [args.name] if args.name else states.names()
     if not args.all and not args.name and len(names) > 1:
         raise SystemExit(f"brtun: several testbeds are up ({', '.join(names)}): name one, or use --all")
     if not names:
         print("no testbed is up")
-        return 0
+        return EXIT_OK
     for name in names:
         try:
             state = states.load(name)
@@ -134,17 +139,14 @@ def cmd_down(args: argparse.Namespace) -> int:
         for line in states.down(state):
             print(f"  {line}")
         print(f"testbed {name} is down ({time.monotonic() - started:.1f} s)")
-    return 0
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mininet_topos import pids
-    from mininet_topos import state as states
-
     names = [args.name] if args.name else states.names()
     if not names:
         print("no testbed is up")
-        return 0
+        return EXIT_OK
     for name in names:
         state = states.load(name)
         print(f"testbed {name} ({state.kind}, {state.status}, {state.datapath_type} datapath), "
@@ -157,11 +159,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         alive = [d for d in state.daemons if pids.owned_pid(Path(d.pidfile), d.marker)]
         print(f"  daemons: {len(alive)}/{len(state.daemons)} running; namespaces: "
               f"{sum(states.namespace_exists(n) for n in state.namespaces)}/{len(state.namespaces)}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mininet_topos import checks
+    from mininet_topos import checks  # imports Mininet (through topology)
 
     started = time.monotonic()
     built = _build(args)
@@ -179,7 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(result.line(), flush=True)
         _show(built)
         if args.cli:
-            from mininet_topos.safecli import SafeCLI
+            from mininet_topos.safecli import SafeCLI  # imports Mininet
 
             SafeCLI(built.net)
     finally:
@@ -188,10 +190,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\ntestbed down in {time.monotonic() - down_started:.1f} s")
     passed = sum(result.ok for result in results)
     print(f"{passed}/{len(results)} checks passed in {time.monotonic() - started:.1f} s")
-    return 0 if results and passed == len(results) else 1
+    return EXIT_OK if results and passed == len(results) else EXIT_FAILED
 
 
-def _show(built: Any) -> None:
+def _show(built: Built) -> None:
     network_hosts = built.spec.network_hosts or list(built.hosts)
     shown = network_hosts[0]
     compute = next((vm.host for vm in built.spec.vms), shown)

@@ -15,9 +15,9 @@ from typing import Any
 
 from mininet.node import Node
 
-from mininet_topos.agentproc import AgentProcess
-from mininet_topos.privateovs import PrivateOvs
-from mininet_topos.state import Daemon, TestbedState
+from ovshost.agentproc import AgentProcess
+from ovshost.privateovs import PrivateOvs
+from ovshost.state import Daemon, TestbedState
 
 UDHCPC_SCRIPT = Path(__file__).with_name("udhcpc.script")
 
@@ -39,7 +39,7 @@ class NamedNode(Node):  # type: ignore[misc]
 
     def checksums_in_software(self, intf: str) -> None:
         """Open vSwitch's userspace datapath forwards a veth's partial checksums as they are;
-        every end that sends into it must compute them itself (TESTBED.md)."""
+        every end that sends into it must compute them itself (docs/TESTBED.md)."""
         self.sh(f"ethtool -K {intf} tx off >/dev/null")
 
     def sh(self, command: str) -> str:
@@ -106,7 +106,7 @@ class SimHost(NamedNode):
 
     def restart_switch(self, address: str, prefix: int, mtu: int, neighbours: dict[str, str]) -> None:
         """Restart this host's ovs-vswitchd, then redo what the host's network config would: the
-        userspace datapath recreates br-phy without its address (TESTBED.md), and forgets the
+        userspace datapath recreates br-phy without its address (docs/TESTBED.md), and forgets the
         tunnel neighbours it had learned."""
         self.ovs.restart_vswitchd()
         deadline = time.monotonic() + 10
@@ -138,7 +138,7 @@ class SimHost(NamedNode):
         self.vsctl(*args)
 
 
-class Vm(NamedNode):
+class VmNode(NamedNode):
     """A tenant VM: eth0 with the port's MAC, an MTU that fits the tunnel, TX checksums done
     in the VM (the userspace datapath does not complete partial checksums)."""
 

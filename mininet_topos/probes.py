@@ -6,6 +6,7 @@ recorded with a pidfile in the testbed state so `down` can stop it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mininet_topos.state import Daemon, TestbedState
+from ovshost.state import Daemon, TestbedState
 
 
 def netns(namespace: str, *argv: str, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -101,8 +102,6 @@ def mac_bytes(mac: str) -> bytes:
 
 def arp_request(sender_mac: str, sender_ip: str, target_ip: str, vlan: int | None = None) -> bytes:
     """A broadcast ARP who-has frame (optionally 802.1Q tagged)."""
-    import ipaddress
-
     tag = b"" if vlan is None else b"\x81\x00" + vlan.to_bytes(2, "big")
     arp = (b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac_bytes(sender_mac) + ipaddress.IPv4Address(sender_ip).packed
            + b"\x00" * 6 + ipaddress.IPv4Address(target_ip).packed)

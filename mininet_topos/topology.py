@@ -6,7 +6,7 @@ them, as the seed draws it: VM eth0 - tap - qbr (iptables) - qvb/qvo -
 br-int on compute hosts; on the network host the DHCP port in
 qdhcp-<network>, the router's qr-/qg- ports in qrouter-<router>, br-ex and
 an external host.  Namespace ports are veth pairs with the same name at
-both ends (TESTBED.md: OVS internal ports moved into namespaces do not
+both ends (docs/TESTBED.md: OVS internal ports moved into namespaces do not
 survive an ovs-vswitchd restart on the userspace datapath).
 """
 
@@ -25,11 +25,11 @@ from mininet.net import Mininet
 
 from flows.config import Config
 from mininet_topos import services
-from mininet_topos import state as states
-from mininet_topos.nodes import ExternalHost, NamedNode, ServiceNamespace, SimHost, Underlay, Vm
-from mininet_topos.spec import ServicePort, TestbedSpec
-from mininet_topos.spec import Vm as VmSpec
-from mininet_topos.state import Daemon, HostState, TestbedState
+from mininet_topos.nodes import ExternalHost, NamedNode, ServiceNamespace, SimHost, Underlay, VmNode
+from mininet_topos.spec import ServicePort, TestbedSpec, Vm
+from ovshost import agentproc
+from ovshost import state as states
+from ovshost.state import Daemon, HostState, TestbedState
 
 
 def veth(node1: NamedNode, node2: NamedNode, name1: str, name2: str, mac1: str | None = None,
@@ -69,7 +69,7 @@ class Built:
     config: Config
     net: Mininet
     hosts: dict[str, SimHost]
-    vms: dict[str, Vm]
+    vms: dict[str, VmNode]
     namespaces: dict[str, NamedNode]
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -142,10 +142,10 @@ class Testbed:
             assert isinstance(node, SimHost)
             hosts[host.name] = node
             veth(node, underlay, "eth0", f"ulp{index}")
-        vms: dict[str, Vm] = {}
+        vms: dict[str, VmNode] = {}
         for vm in spec.vms:
-            node = add(vm.name, Vm)
-            assert isinstance(node, Vm)
+            node = add(vm.name, VmNode)
+            assert isinstance(node, VmNode)
             vms[vm.name] = node
             veth(node, hosts[vm.host], "eth0", vm.device("tap"), mac1=vm.mac)
         for port in spec.services:
@@ -162,7 +162,7 @@ class Testbed:
         for name, host in hosts.items():
             config_host = self.config.host(name)
             state.hosts[name] = HostState(name, spec.roles[name], name, str(host.ovs.rundir), config_host.local_ip,
-                                          "127.0.0.1:6653", str(host.ovs.rundir / "brtun-agent.log"))
+                                          "127.0.0.1:6653", str(host.ovs.rundir / agentproc.LOG))
         state.save()
         timings = {"namespaces": time.monotonic() - started}
 
@@ -220,7 +220,7 @@ class Testbed:
                 if other.name != name:
                     host.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", other.local_ip, phy_mac(other.local_ip))
 
-    def _plug_vm(self, host: SimHost, vm: VmSpec) -> None:
+    def _plug_vm(self, host: SimHost, vm: Vm) -> None:
         mtu = self.spec.vm_mtu
         tap, qbr, qvb, qvo = (vm.device(p) for p in ("tap", "qbr", "qvb", "qvo"))
         host.sh(f"ip link add {qbr} type bridge")
@@ -273,7 +273,7 @@ class Testbed:
         state.add_daemon(Daemon("dnsmasq", str(directory / "pid"), str(directory), namespace.name))
         namespace.ns(*services.dnsmasq_command(directory, subnet, port))
 
-    def _address(self, node: Vm, vm: VmSpec) -> None:
+    def _address(self, node: VmNode, vm: Vm) -> None:
         subnet = self.spec.subnets.get(vm.network)
         if subnet is not None and subnet.dhcp:
             node.dhcp()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.privateovs import PrivateOvs
 
 RUN_ROOT = Path("/run/brtun-tests")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.privateovs import PrivateOvs
 
 
 def dump(ovs: PrivateOvs, bridge: str, *filters: str) -> list[str]:

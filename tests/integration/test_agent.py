@@ -15,8 +15,8 @@ from flows.config import load_config
 from flows.flow import render_flows
 from flows.model import build_bridge
 from flows.pipeline import build
-from mininet_topos.agentproc import AgentProcess
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.agentproc import AgentProcess
+from ovshost.privateovs import PrivateOvs
 from tests.conftest import CONFIGS
 from tests.integration.helpers import FlowMonitor, dump, rendered, wait_until
 

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.control import read_reply, request
 from flows.config import load_config
-from mininet_topos.agentproc import AgentProcess
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.agentproc import AgentProcess
+from ovshost.privateovs import PrivateOvs
 from tests.conftest import CONFIGS
 from tests.integration.helpers import FlowMonitor, brtun, dump, is_learned, wait_until
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.privateovs import PrivateOvs
 from tests.conftest import CONFIGS, EXPECTED, PROJECT
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 
 from flows.flow import Flow
 from flows.textparse import parse_dump
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.privateovs import PrivateOvs
 from tests.conftest import CONFIG_NAMES, EXPECTED
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from flows.config import load_config
 from flows.flow import render_flows
 from flows.replay import bridge_ports, desired_flows
 from flows.simulator import FlowTableSimulator, Verdict
-from mininet_topos.scratch import ScratchSwitch
+from ovshost.scratch import ScratchSwitch
 from tests.conftest import CONFIGS
 from tests.integration.conftest import require_environment
 from tests.packetgen import random_packet, universe

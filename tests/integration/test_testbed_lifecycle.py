@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mininet_topos import pids
-from mininet_topos import state as states
+from ovshost import pids
+from ovshost import state as states
 from tests.conftest import PROJECT
 from tests.integration.conftest import require_environment
 from tests.integration.helpers import brtun, wait_until

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from mininet_topos import checks
-from mininet_topos import state as states
 from mininet_topos.cli import SEED
 from mininet_topos.topology import Built
+from ovshost import state as states
 from tests.integration.helpers import passes, running_testbed
 
 pytestmark = pytest.mark.integration

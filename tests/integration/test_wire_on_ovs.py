@@ -15,7 +15,7 @@ from flows.flow import Flow, render_flows
 from flows.model import build_bridge
 from flows.pipeline import build
 from flows.textparse import parse_flow
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.privateovs import PrivateOvs
 from tests import osken_reference as reference
 from tests.conftest import CONFIG_NAMES
 from tests.unit.helpers import config

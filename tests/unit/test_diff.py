@@ -130,7 +130,7 @@ def test_learned_flows_of_a_remapped_network_are_deleted() -> None:
 
 
 def test_a_vlan_reused_by_another_network_does_not_keep_the_old_keys_learned_flows() -> None:
-    """The Neutron leak PIPELINE.md describes: VLAN 1 now carries net2, its learned flows load net1's key."""
+    """The Neutron leak docs/PIPELINE.md describes: VLAN 1 now carries net2, its learned flows load net1's key."""
     def swap(data: dict[str, Any]) -> None:
         data["hosts"]["compute1"]["local_vlans"] = {"net1": 2, "net2": 1}
     result = diff(example(swap), (*example(), NET1_LEARNED, NET2_LEARNED), COOKIE)

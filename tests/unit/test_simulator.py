@@ -133,3 +133,27 @@ def test_a_traced_walk_reads_hops_tunnels_and_deliveries_from_ovs_text() -> None
     (table_22,) = [h for h in flood.hops if h.table == 22]
     assert [a for a in table_22.actions if a.startswith("output:")] == ["output:5122", "output:5123", "output:5124"]
     assert flood.tunnels == (("192.168.100.2", 100), ("192.168.100.3", 100), ("192.168.100.4", 100))
+
+
+def test_replay_numbers_each_packet_by_its_place_in_the_case_not_by_its_in_port(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import main
+    from tests.conftest import CONFIGS
+
+    case = tmp_path / "numbered.yaml"  # compute1's ofports: patch-int 1, gre-c0a8640d 2, vxlan-c0a8640c 3
+    case.write_text(
+        f"config: {CONFIGS / 'example.yaml'}\nhost: compute1\npackets:\n"
+        "  - in_port: vxlan-c0a8640c\n"
+        "    packet: {tun_id: 5000, dl_src: 'fa:16:3e:aa:00:02', dl_dst: 'ff:ff:ff:ff:ff:ff'}\n"
+        "    expect: {output: [patch-int], vlan: 2}\n"
+        "  - in_port: gre-c0a8640d\n"
+        "    packet: {tun_id: 1001, dl_src: 'fa:16:3e:aa:00:01', dl_dst: 'ff:ff:ff:ff:ff:ff'}\n"
+        "    expect: {output: [patch-int], vlan: 1}\n"
+        "  - in_port: patch-int\n"
+        "    packet: {dl_vlan: 1, dl_src: 'fa:16:3e:00:00:01', dl_dst: 'fa:16:3e:aa:00:01'}\n"
+        "    expect: {output: [gre-c0a8640d], key: 1001}\n")
+    assert [step.describe().split()[:2] for step in load_case(case).steps] == [
+        ["#1", "vxlan-c0a8640c"], ["#2", "gre-c0a8640d"], ["#3", "patch-int"]]
+    assert main(["replay", str(case)]) == 0
+    lines = [line.split()[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("  PASS")]
+    assert lines == [["PASS", "#1", "vxlan-c0a8640c"], ["PASS", "#2", "gre-c0a8640d"], ["PASS", "#3", "patch-int"]]

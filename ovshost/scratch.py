@@ -20,7 +20,7 @@ from flows.naming import PATCH_INT, parse_tunnel_port_name
 from flows.simulator import Verdict
 from flows.textparse import parse_dump
 from flows.tracetext import parse_trace, trace_flow_text
-from mininet_topos.privateovs import PrivateOvs
+from ovshost.privateovs import PrivateOvs
 
 RUN_ROOT = Path("/run/brtun-replay")
 BRIDGE = "br-tun"

@@ -1,6 +1,6 @@
 """A private Open vSwitch (ovsdb-server + ovs-vswitchd) in its own network namespace.
 
-Each simulated host runs its own switch daemons (TESTBED.md: one userspace
+Each simulated host runs its own switch daemons (docs/TESTBED.md: one userspace
 datapath for all hosts cannot route their tunnels), with OVS_RUNDIR,
 OVS_DBDIR and OVS_LOGDIR pointing at a private directory, so `ovs-vsctl`,
 `ovs-ofctl` and `ovs-appctl` run through `PrivateOvs.run` reach this
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mininet_topos import pids
+from ovshost import pids
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 DAEMONS = ("ovs-vswitchd", "ovsdb-server")  # stop order

@@ -18,7 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mininet_topos import pids
+from ovshost import pids
+from ovshost.agentproc import CONTROL_SOCKET
 
 STATE_ROOT = Path("/run/brtun/testbeds")
 # Stop order: agents first (they would otherwise see their switch go), then the rest.
@@ -42,6 +43,11 @@ class HostState:
     local_ip: str
     agent_listen: str
     agent_log: str
+
+    @property
+    def control_socket(self) -> Path:
+        """Where this host's agent listens for `brtun apply/state/edit` (AgentProcess.control_socket)."""
+        return Path(self.rundir) / CONTROL_SOCKET
 
 
 @dataclass

@@ -21,8 +21,10 @@ def kernel_datapath_available() -> bool:
 def datapath_type() -> str:
     """`system` where the kernel module exists, else the userspace datapath `netdev`.
 
-    Private instances share one kernel: several ovs-vswitchd on the kernel
-    datapath would fight over the single `ovs-system` datapath, so callers
-    that run more than one instance should pass `netdev` explicitly.
+    Private instances may share the kernel datapath: kernel datapaths and
+    their tunnel vports belong to a network namespace, so an ovs-vswitchd in
+    each host's namespace gets its own `system@ovs-system` (seen in a QEMU
+    guest: two namespaces, a switch each, GRE between them, ping across).
+    What stays shared is the kernel module itself.
     """
     return "system" if kernel_datapath_available() else "netdev"

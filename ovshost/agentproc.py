@@ -14,11 +14,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mininet_topos import pids
-from mininet_topos.privateovs import PrivateOvs
+from ovshost import pids
+from ovshost.privateovs import PrivateOvs
 
 BRTUN = [sys.executable, "-m", "controller.cli"]
 PROJECT = Path(__file__).resolve().parent.parent
+# The agent's files, in its host's run directory.
+PIDFILE = "brtun-agent.pid"
+CONTROL_SOCKET = "brtun-agent.sock"  # where `brtun apply/state/edit` look for a testbed's agents
+LOG = "brtun-agent.log"
 
 
 class AgentError(RuntimeError):
@@ -39,15 +43,15 @@ class AgentProcess:
 
     @property
     def pidfile(self) -> Path:
-        return self.ovs.rundir / "brtun-agent.pid"
+        return self.ovs.rundir / PIDFILE
 
     @property
     def control_socket(self) -> Path:
-        return self.ovs.rundir / "brtun-agent.sock"
+        return self.ovs.rundir / CONTROL_SOCKET
 
     @property
     def log_path(self) -> Path:
-        return self.ovs.rundir / "brtun-agent.log"
+        return self.ovs.rundir / LOG
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
