@@ -23,11 +23,12 @@ from typing import Any
 from os_ken.lib import hub
 
 from controller import dbplan
+from controller.desired import DesiredBrTun
 from controller.metrics import Metrics
 from controller.ovsdb import SwitchDatabase
 from controller.switch import SwitchSession, SwitchTimeout
 from controller.waiting import Signal
-from flows import br_int, pipeline
+from flows import br_int
 from flows.config import Config
 from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
@@ -95,7 +96,7 @@ class Agent:
         self._ofports: dict[str, int] = {}
         self._observed: tuple[int, dbplan.Observed] | None = None
         self._plan: tuple[Config, dbplan.Observed, dbplan.Plan] | None = None
-        self._br_tun = pipeline.DesiredBrTun()  # kept between reconciles, with each flow's bytes
+        self._br_tun = DesiredBrTun(self.host.name)  # kept between reconciles, with each flow's bytes
         self._bridge_by_dpid = {self.host.datapath_id: dbplan.BR_TUN,
                                 self.host.br_int_datapath_id: dbplan.BR_INT}
 
@@ -294,7 +295,7 @@ class Agent:
 
         Computed once per (config, ofports): configs are immutable values, and a change
         asks for the same pipelines several times (dry run, steps, reconciles)."""
-        return self._br_tun.pipeline(config or self.config, self.host.name, self._ofports)
+        return self._br_tun.pipeline(config or self.config, self._ofports)
 
     def desired(self, bridge: str, config: Config | None = None) -> tuple[Flow, ...]:
         config = config or self.config
