@@ -75,7 +75,7 @@ def _prepare(agent: Agent, text: str) -> tuple[Config, transition.Steps]:
     old_model, old_flows = agent.pipeline()
     new_model, new_flows = agent.pipeline(effective)
     steps = transition.steps(old_model, old_flows, new_model, new_flows, effective)
-    if steps.held and dbplan.BR_TUN not in agent.sessions:
+    if steps.held and not agent.connected(dbplan.BR_TUN):
         raise Rejected([f"local VLAN {', '.join(map(str, sorted(steps.held)))} would change network while "
                         "br-tun is not connected: that needs br-tun and br-int to change in step"])
     return effective, steps
