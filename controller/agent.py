@@ -10,6 +10,9 @@ over (they never touch a switch); one worker thread (controller.worker)
 does the database work, the reconciles and config changes, one at a time,
 so two changes to the same switch never interleave.
 
+What a config change (controller.changes) may ask of the agent is the
+section "the interface a config change uses" below; nothing outside the
+agent assigns its state.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from controller.canary import Canary
 from controller.dbsync import DatabaseSync, Target
 from controller.desired import DesiredBrTun
 from controller.metrics import Metrics
+from controller.running import Origin, RunningConfig
 from controller.sessions import Sessions
 from controller.switch import SwitchSession, SwitchTimeout
 from controller.worker import Worker
@@ -33,8 +37,7 @@ from flows import br_int
 from flows.config import Config
 from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
-from flows.model import BridgeModel, local_vlans
-from flows.transition import pin_local_vlans
+from flows.model import BridgeModel
 
 LOG = logging.getLogger("brtun.agent")
 RETRY_SECONDS = 5.0  # after the switch refused a change
@@ -60,6 +63,19 @@ class Counters:
     openflow_errors: int = 0
     db_transactions: int = 0
     repairs: int = 0
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """One reconcile's outcome: the difference it found (and sent), and why the switch refused
+    it, if it did (then the switch is unchanged: a bundle is all or nothing)."""
+
+    difference: Diff
+    refused: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> int:
+        return len(self.difference.changes)
 
 
 class Pending:
@@ -99,12 +115,9 @@ class Agent:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.counters = Counters()
-        self.config = settings.config  # what the switches are made to hold (VLANs pinned)
-        self.config_path = settings.config_path
-        self.config_text = settings.config_text
-        self.edits: list[str] = []  # run-time edits since the file was last read
-        self.host = host = self.config.host(settings.host)
-        self.refused: dict[str, list[str]] = {}  # per bridge: why the switch refused the last bundle
+        host = settings.config.host(settings.host)
+        self._config = RunningConfig(settings.config, Origin(settings.config_text, settings.config_path),
+                                      host.name)
         self._sessions = Sessions({host.datapath_id: dbplan.BR_TUN, host.br_int_datapath_id: dbplan.BR_INT})
         self._database = DatabaseSync(Target(settings.ovsdb, host.name, settings.controller,
                                              settings.datapath_type))
@@ -121,9 +134,7 @@ class Agent:
                  self.settings.controller, self.settings.ovsdb, self.settings.datapath_type)
         self._database.open()
         current = dbplan.tagged_vlans(self.config, self.host_name, self._database.observe())
-        pinned = pin_local_vlans(self.config, self.host_name, current)
-        if pinned is not self.config:
-            self.config = pinned
+        if self._config.keep_local_vlans(current):
             LOG.info("keeping the local VLANs br-int's ports carry: %s",
                      ", ".join(f"{n}={v}" for n, v in sorted(current.items())))
         self.sync_database()
@@ -209,10 +220,33 @@ class Agent:
                 self.metrics.repairs.labels(bridge, reason).inc()
                 self._pending.mark(bridge)
 
-    # ----- what a config change uses (controller.changes) -------------------
+    # ----- the interface a config change uses (controller.changes) ----------
     @property
     def host_name(self) -> str:
         return self.settings.host
+
+    @property
+    def config(self) -> Config:
+        """What the switches are made to hold (this host's local VLANs pinned)."""
+        return self._config.config
+
+    @property
+    def origin(self) -> Origin:
+        """Where the running config came from (text, file, edits)."""
+        return self._config.origin
+
+    def use(self, config: Config) -> None:
+        """Make the switches hold `config` from now on (a step of a change, or going back);
+        the origin stays until `adopt`."""
+        self._config.use(config)
+
+    def adopt(self, config: Config, origin: Origin) -> None:
+        """A change is carried out: `config`, from `origin`, is the running config."""
+        self._config.adopt(config, origin)
+
+    def count_change(self, outcome: str) -> None:
+        """A config change asked for: applied, rejected, refused (by the switch) or failed."""
+        self.metrics.config_changes.labels(outcome).inc()
 
     def connected(self, bridge: str) -> bool:
         return self._sessions.get(bridge) is not None
@@ -230,14 +264,7 @@ class Agent:
             return br_int.build(config.cookie)
         return self.pipeline(config)[1]
 
-    def local_vlans(self, config: Config | None = None) -> dict[str, int]:
-        config = config or self.config
-        return local_vlans(config.host(self.host_name), config)
-
-    def observe(self) -> dbplan.Observed:
-        return self._database.observe()
-
-    def db_plan(self, config: Config | None = None) -> dbplan.Plan:
+    def database_plan(self, config: Config | None = None) -> dbplan.Plan:
         """What the database needs for a config (computed once per config and database snapshot)."""
         return self._database.plan(config or self.config)
 
@@ -252,14 +279,13 @@ class Agent:
             self._mark(dbplan.BR_TUN)
             self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
 
-    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None) -> Diff | None:
+    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None) -> Reconciled | None:
         """Read back, diff, send only the difference in one bundle, confirm with a barrier.
 
         Returns None when the bridge is not connected or the switch did not answer."""
         session = self._sessions.get(bridge)
         if session is None:
             return None
-        self.refused.pop(bridge, None)  # only this reconcile's refusal counts
         started = time.monotonic()
         if desired is None:
             desired = self.desired(bridge)
@@ -281,7 +307,7 @@ class Agent:
             seconds = time.monotonic() - started
             self.metrics.reconcile_seconds.labels(bridge).observe(seconds)
             LOG.info("%s: in sync, nothing sent (%.3f s)", summary, seconds)
-            return result
+            return Reconciled(result)
         if LOG.isEnabledFor(logging.DEBUG):  # rendering 50,000 changes costs a second
             for change in result.changes:
                 LOG.debug("%s: %s", bridge, change.render())
@@ -302,13 +328,12 @@ class Agent:
         self.metrics.reconcile_seconds.labels(bridge).observe(seconds)
         if sent.ok:
             LOG.info("%s: sent %s in one bundle; barrier confirmed (%.3f s)", summary, counts, seconds)
-            return result
+            return Reconciled(result)
         LOG.error("%s: the bundle of %s was refused (%d errors); the switch is unchanged; "
                   "retrying in %.0f s", summary, counts, len(sent.errors), RETRY_SECONDS)
         self._canary.forget(bridge)
         self._pending.retry(bridge, RETRY_SECONDS)
-        self.refused[bridge] = list(sent.errors)
-        return result
+        return Reconciled(result, tuple(sent.errors))
 
     def _count_errors(self, bridge: str, session: SwitchSession) -> None:
         new = self._sessions.new_errors(bridge, session)
@@ -327,7 +352,7 @@ class Agent:
         if bridge == dbplan.BR_TUN:
             by_vlan = collections.Counter(f.match.get("vlan_tci").value & 0xFFF for f in result.learned
                                           if f.match.get("vlan_tci") is not None)
-            for name, vlan in self.local_vlans().items():
+            for name, vlan in self._config.local_vlans().items():
                 self.metrics.learned_macs.labels(name).set(by_vlan.get(vlan, 0))
 
     def state(self) -> dict[str, Any]:
@@ -344,8 +369,9 @@ class Agent:
                 figures.update(desired=len(desired), installed=len(installed), learned=len(result.learned),
                                foreign=len(result.foreign), in_sync=result.in_sync)
             bridges[name] = figures
-        return {"host": self.host_name, "config": {"path": self.config_path, "edits": list(self.edits)},
-                "local_vlans": self.local_vlans(), "bridges": bridges, "counters": vars(self.counters).copy()}
+        origin = self.origin
+        return {"host": self.host_name, "config": {"path": origin.path, "edits": list(origin.edits)},
+                "local_vlans": self._config.local_vlans(), "bridges": bridges, "counters": vars(self.counters).copy()}
 
 
 _PORT_REASONS = {0: "added", 1: "deleted", 2: "modified"}
