@@ -26,7 +26,7 @@ from typing import Any
 
 from controller import dbplan
 from controller.canary import Canary
-from controller.dbsync import DatabaseSync, Target
+from controller.dbsync import DatabaseSettings, DatabaseSync
 from controller.desired import DesiredBrTun
 from controller.metrics import Metrics
 from controller.running import Origin, RunningConfig
@@ -111,6 +111,12 @@ class Pending:
 
 
 class Agent:
+    """One host's agent.  It owns the reconcile and the order of the worker's round; each part of
+    its state has a class of its own: the running config and its origin (RunningConfig), the
+    bridges' sessions (Sessions), the database side (DatabaseSync), the desired br-tun
+    (DesiredBrTun), the bridges due a reconcile (Pending), the canary (Canary) and the worker
+    (Worker)."""
+
     def __init__(self, settings: AgentSettings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -119,8 +125,8 @@ class Agent:
         self._config = RunningConfig(settings.config, Origin(settings.config_text, settings.config_path),
                                       host.name)
         self._sessions = Sessions({host.datapath_id: dbplan.BR_TUN, host.br_int_datapath_id: dbplan.BR_INT})
-        self._database = DatabaseSync(Target(settings.ovsdb, host.name, settings.controller,
-                                             settings.datapath_type))
+        self._database = DatabaseSync(DatabaseSettings(settings.ovsdb, host.name, settings.controller,
+                                                       settings.datapath_type))
         self._br_tun = DesiredBrTun(host.name)  # kept between reconciles, with each flow's bytes
         self._pending = Pending()
         self._canary = Canary(settings.audit_interval)

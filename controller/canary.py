@@ -46,7 +46,7 @@ class Canary:
         """None if `counts` (table -> our flows) is as expected; else (what differs, "wiped" or "changed").
 
         Table 20 may hold more: the switch learns MACs into it with our cookie."""
-        expected = self._expected.get(bridge, {})
+        expected = self._expected.get(bridge, collections.Counter())
         short = {t: (counts.get(t, 0), n) for t, n in expected.items()
                  if counts.get(t, 0) < n or (counts.get(t, 0) > n and t != UCAST_TO_TUN)}
         if not short:

@@ -6,7 +6,7 @@ steps of flows.transition between them) -> bundles and database
 transactions.  A change that fails any check touches nothing; one the
 switch refuses is rolled back to the config the agent had.  All of it runs
 on the agent's worker thread (`Agent.call`), between reconciles, and asks
-of the agent only what `Target` lists.
+of the agent only what `ChangeTarget` lists.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from flows.diff import Kind, diff
 from flows.flow import Flow
 from flows.model import BridgeModel, local_vlans
 
-if TYPE_CHECKING:  # the agent imports os-ken; a change needs only what Target lists
+if TYPE_CHECKING:  # the agent imports os-ken; a change needs only what ChangeTarget lists
     from controller.agent import Agent, Reconciled
 
 LOG = logging.getLogger("brtun.changes")
@@ -72,7 +72,7 @@ def running_checks(name: str, old: Config, new: Config) -> list[str]:
     return problems
 
 
-class Target(Protocol):
+class ChangeTarget(Protocol):
     """What a change asks of the agent it changes (controller.agent.Agent): nothing else."""
 
     @property
@@ -108,7 +108,7 @@ class Change:
     planned: transition.Steps
 
     @classmethod
-    def proposed(cls, agent: Target, text: str, path: str | None = None, edit: str | None = None) -> Change:
+    def proposed(cls, agent: ChangeTarget, text: str, path: str | None = None, edit: str | None = None) -> Change:
         """The change to `text`, checked as `brtun apply` checks it; Rejected if it cannot be made."""
         new = _parse(text)
         old, origin, host = agent.config, agent.origin, agent.host_name
@@ -122,7 +122,7 @@ class Change:
                             "br-tun is not connected: that needs br-tun and br-int to change in step"])
         return cls(old, origin, effective, origin.after(text, path, edit), steps)
 
-    def preview(self, agent: Target) -> dict[str, Any]:
+    def preview(self, agent: ChangeTarget) -> dict[str, Any]:
         """The dry run: everything `apply` would check, and what it would change."""
         flows: dict[str, Any] = {}
         for bridge in (dbplan.BR_TUN, dbplan.BR_INT):
@@ -136,7 +136,7 @@ class Change:
                 # what `brtun apply` gives back should another agent fail to apply the change
                 "current": {"path": self.old_origin.path, "text": self.old_origin.text}}
 
-    def apply(self, agent: Target) -> dict[str, Any]:
+    def apply(self, agent: ChangeTarget) -> dict[str, Any]:
         """Carry the change out; on any failure, go back to the old config and raise Rejected."""
         progress = _Progress()
         try:
@@ -157,7 +157,7 @@ class Change:
         LOG.info("config applied (%s): %s", self.new_origin.source, summary["steps"])
         return summary
 
-    def _go_back(self, agent: Target, progress: _Progress) -> None:
+    def _go_back(self, agent: ChangeTarget, progress: _Progress) -> None:
         """Undo a change that stopped part way.
 
         Up to step 3 br-tun still holds every old flow (step 1 only adds; a refused bundle changes
@@ -180,13 +180,13 @@ class _Progress:
     done = 0  # the last step whose flows or database change the switch confirmed
 
 
-def _moves_ports(agent: Target, steps: transition.Steps, effective: Config) -> bool:
+def _moves_ports(agent: ChangeTarget, steps: transition.Steps, effective: Config) -> bool:
     """Whether a VM port changes VLAN: only then must br-tun change in steps around it."""
     return any(isinstance(op, dbplan.SetTag) for config in (steps.database_config, effective)
                for op in agent.database_plan(config).operations)
 
 
-def _carry_out(agent: Target, old: Config, new: Config, progress: _Progress) -> dict[str, Any]:
+def _carry_out(agent: ChangeTarget, old: Config, new: Config, progress: _Progress) -> dict[str, Any]:
     """The steps of flows.transition from `old` (what the switches hold) to `new`, each confirmed
     before the next; the summary lists what the switch refused, if it refused a step."""
     old_model, old_flows = agent.pipeline(old)
@@ -222,16 +222,16 @@ def _carry_out(agent: Target, old: Config, new: Config, progress: _Progress) -> 
     return summary
 
 
-def preview(agent: Target, text: str) -> dict[str, Any]:
+def preview(agent: ChangeTarget, text: str) -> dict[str, Any]:
     """The dry run of `brtun apply --dry-run` and `brtun edit --dry-run`."""
     return Change.proposed(agent, text).preview(agent)
 
 
-def apply(agent: Target, text: str, path: str | None, edit: str | None = None) -> dict[str, Any]:
+def apply(agent: ChangeTarget, text: str, path: str | None, edit: str | None = None) -> dict[str, Any]:
     return Change.proposed(agent, text, path, edit).apply(agent)
 
 
-def reload(agent: Target) -> dict[str, Any]:
+def reload(agent: ChangeTarget) -> dict[str, Any]:
     """SIGHUP: read the config file again and apply it like `brtun apply`."""
     path = agent.origin.path
     if path is None:
@@ -244,7 +244,7 @@ def reload(agent: Target) -> dict[str, Any]:
     return apply(agent, text, path)
 
 
-def edit(agent: Target, name: str, args: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+def edit(agent: ChangeTarget, name: str, args: dict[str, Any], dry_run: bool) -> dict[str, Any]:
     try:
         text = edits.apply_edit(agent.origin.text, agent.host_name, name, args)
     except edits.EditError as error:

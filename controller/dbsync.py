@@ -20,7 +20,7 @@ LOG = logging.getLogger("brtun.agent")
 
 
 @dataclass(frozen=True)
-class Target:
+class DatabaseSettings:
     """Where the database is, and what bridges brtun creates must be told."""
 
     ovsdb: str  # e.g. unix:/var/run/openvswitch/db.sock
@@ -36,8 +36,10 @@ class Synced:
 
 
 class DatabaseSync:
-    def __init__(self, target: Target) -> None:
-        self._target = target
+    """Used by the agent's worker only, except `look_again`, which os-ken's thread may call."""
+
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self._settings = settings
         self._db: SwitchDatabase | None = None
         self._seqno = -1  # the replica's change number when the database was last synced
         self._observed: tuple[int, dbplan.Observed] | None = None
@@ -46,7 +48,7 @@ class DatabaseSync:
         self._ofports: dict[str, int] = {}
 
     def open(self) -> None:
-        self._db = SwitchDatabase(self._target.ovsdb)
+        self._db = SwitchDatabase(self._settings.ovsdb)
 
     def close(self) -> None:
         if self._db is not None:
@@ -79,8 +81,8 @@ class DatabaseSync:
         snapshot gives the same plan, so it is computed once."""
         observed = self.observe()
         if self._plan is None or self._plan[0] is not config or self._plan[1] is not observed:
-            self._plan = (config, observed, dbplan.plan(config, self._target.host, observed,
-                                                        self._target.controller, self._target.datapath_type))
+            self._plan = (config, observed, dbplan.plan(config, self._settings.host, observed,
+                                                        self._settings.controller, self._settings.datapath_type))
         return self._plan[2]
 
     def sync(self, config: Config, only: tuple[type, ...] | None = None) -> Synced:

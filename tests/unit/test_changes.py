@@ -1,7 +1,7 @@
 """controller.changes: a config change as an object, carried out against a fake agent.
 
 The fake holds a switch database (dbplan's operations applied to an Observed snapshot) and
-each bridge's flows, and does what `controller.changes.Target` promises; the integration tests
+each bridge's flows, and does what `controller.changes.ChangeTarget` promises; the integration tests
 (tests/integration/test_control.py) do the same on real Open vSwitch.
 """
 
@@ -76,7 +76,7 @@ class FakeAgent:
     def tags(self) -> dict[str, int | None]:
         return {name: port.tag for name, port in sorted(self.db.ports.items()) if name.startswith("qvo")}
 
-    # ----- controller.changes.Target ------------------------------------------
+    # ----- controller.changes.ChangeTarget ------------------------------------
     def connected(self, bridge: str) -> bool:
         return True
 
