@@ -26,6 +26,7 @@ from typing import Any
 
 from controller import dbplan
 from controller.canary import Canary
+from controller.changes import Reconciled
 from controller.dbsync import DatabaseSettings, DatabaseSync
 from controller.desired import DesiredBrTun
 from controller.metrics import Metrics
@@ -63,19 +64,6 @@ class Counters:
     openflow_errors: int = 0
     db_transactions: int = 0
     repairs: int = 0
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    """One reconcile's outcome: the difference it found (and sent), and why the switch refused
-    it, if it did (then the switch is unchanged: a bundle is all or nothing)."""
-
-    difference: Diff
-    refused: tuple[str, ...] = ()
-
-    @property
-    def changes(self) -> int:
-        return len(self.difference.changes)
 
 
 class Pending:

@@ -23,12 +23,12 @@ from controller import dbplan
 from controller.running import Origin
 from flows import edits, transition
 from flows.config import Config, InvalidConfig, parse_config
-from flows.diff import Kind, diff
+from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
 from flows.model import BridgeModel, local_vlans
 
-if TYPE_CHECKING:  # the agent imports os-ken; a change needs only what ChangeTarget lists
-    from controller.agent import Agent, Reconciled
+if TYPE_CHECKING:  # the agent imports os-ken and ovsdbapp; a change needs only what ChangeTarget lists
+    from controller.agent import Agent
 
 LOG = logging.getLogger("brtun.changes")
 
@@ -70,6 +70,19 @@ def running_checks(name: str, old: Config, new: Config) -> list[str]:
         problems.append(f"cookie: {old.cookie:#x} -> {new.cookie:#x}: every installed flow carries the "
                         "old cookie and would become foreign (restart the agent to change it)")
     return problems
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """One reconcile's outcome: the difference it found (and sent), and why the switch refused
+    it, if it did (then the switch is unchanged: a bundle is all or nothing)."""
+
+    difference: Diff
+    refused: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> int:
+        return len(self.difference.changes)
 
 
 class ChangeTarget(Protocol):

@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from controller import dbplan
-from controller.agent import Reconciled
-from controller.changes import Change, Rejected
+from controller.changes import Change, Reconciled, Rejected
 from controller.dbplan import Observed, ObservedBridge, ObservedPort
 from controller.running import Origin
 from flows import br_int, naming
