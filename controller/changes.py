@@ -1,10 +1,12 @@
 """Config changes on a running agent: validate (dry run), apply, reload, edit.
 
 Every change takes the same path: text -> validated Config -> the checks a
-running agent adds -> steps (flows.transition) -> bundles and database
+running agent adds -> a `Change` (old and new config, their origins, the
+steps of flows.transition between them) -> bundles and database
 transactions.  A change that fails any check touches nothing; one the
 switch refuses is rolled back to the config the agent had.  All of it runs
-on the agent's worker thread (`Agent.call`), between reconciles.
+on the agent's worker thread (`Agent.call`), between reconciles, and asks
+of the agent only what `ChangeTarget` lists.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import re
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from controller import dbplan
-from controller.agent import Agent
+from controller.running import Origin
 from flows import edits, transition
 from flows.config import Config, InvalidConfig, parse_config
-from flows.diff import Kind, diff
+from flows.diff import Diff, Kind, diff
+from flows.flow import Flow
+from flows.model import BridgeModel, local_vlans
+
+if TYPE_CHECKING:  # the agent imports os-ken and ovsdbapp; a change needs only what ChangeTarget lists
+    from controller.agent import Agent
 
 LOG = logging.getLogger("brtun.changes")
 
@@ -45,9 +52,8 @@ def _parse(text: str) -> Config:
         raise Rejected([str(problem) for problem in error.errors]) from None
 
 
-def running_checks(agent: Agent, new: Config) -> list[str]:
-    """What a valid config may still not do to a running agent."""
-    name, old = agent.host.name, agent.config
+def running_checks(name: str, old: Config, new: Config) -> list[str]:
+    """What a valid config may still not do to host `name`'s running agent."""
     if name not in new.host_names:
         return [f"hosts.{name}: missing; this agent's own host cannot leave the config "
                 "(stop the agent instead)"]
@@ -66,141 +72,181 @@ def running_checks(agent: Agent, new: Config) -> list[str]:
     return problems
 
 
-def _prepare(agent: Agent, text: str) -> tuple[Config, transition.Steps]:
-    new = _parse(text)
-    problems = running_checks(agent, new)
-    if problems:
-        raise Rejected(problems)
-    effective = transition.pin_local_vlans(new, agent.host.name, agent.local_vlans())
-    old_model, old_flows = agent.pipeline()
-    new_model, new_flows = agent.pipeline(effective)
-    steps = transition.steps(old_model, old_flows, new_model, new_flows, effective)
-    if steps.held and dbplan.BR_TUN not in agent.sessions:
-        raise Rejected([f"local VLAN {', '.join(map(str, sorted(steps.held)))} would change network while "
-                        "br-tun is not connected: that needs br-tun and br-int to change in step"])
-    return effective, steps
+@dataclass(frozen=True)
+class Reconciled:
+    """One reconcile's outcome: the difference it found (and sent), and why the switch refused
+    it, if it did (then the switch is unchanged: a bundle is all or nothing)."""
+
+    difference: Diff
+    refused: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> int:
+        return len(self.difference.changes)
 
 
-def preview(agent: Agent, text: str) -> dict[str, Any]:
-    """The dry run: everything `apply` would check, and what it would change."""
-    effective, steps = _prepare(agent, text)
-    plan = dbplan.plan(effective, agent.host.name, agent.observe(), agent.settings.controller,
-                       agent.settings.datapath_type)
-    flows: dict[str, Any] = {}
-    for bridge in (dbplan.BR_TUN, dbplan.BR_INT):
-        # against the pipeline the agent keeps the switch at (the canary repairs any drift):
-        # no switch round trip, so a dry run costs nothing at any scale
-        result = diff(agent.desired(bridge, effective), agent.desired(bridge), effective.cookie)
-        flows[bridge] = {kind.value: len(result.of_kind(kind)) for kind in Kind}
-    return {"database": [op.describe() for op in plan.operations], "flows": flows,
-            "local_vlans": agent.local_vlans(effective),
-            "steps": steps.describe() if _moves_ports(agent, steps, effective) else "one bundle",
-            # what `brtun apply` gives back should another agent fail to apply the change
-            "current": {"path": agent.config_path, "text": agent.config_text}}
+class ChangeTarget(Protocol):
+    """What a change asks of the agent it changes (controller.agent.Agent): nothing else."""
+
+    @property
+    def host_name(self) -> str: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def origin(self) -> Origin: ...
+    def connected(self, bridge: str) -> bool: ...
+    def pipeline(self, config: Config) -> tuple[BridgeModel, tuple[Flow, ...]]: ...
+    def desired(self, bridge: str, config: Config) -> tuple[Flow, ...]: ...
+    def database_plan(self, config: Config) -> dbplan.Plan: ...
+    def sync_database(self, config: Config, only: tuple[type, ...] | None = None) -> None: ...
+    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None) -> Reconciled | None: ...
+    def use(self, config: Config) -> None: ...
+    def adopt(self, config: Config, origin: Origin) -> None: ...
+    def count_change(self, outcome: str) -> None: ...
 
 
-def apply(agent: Agent, text: str, path: str | None, edit: str | None = None) -> dict[str, Any]:
-    effective, _ = _prepare(agent, text)
-    old_config = agent.config
-    progress = _Progress()
-    try:
-        summary = _carry_out(agent, effective, progress)
-    except Exception as error:  # the database refused, or a switch stopped answering
-        LOG.exception("applying the change failed after step %d; going back to the previous config",
-                      progress.done)
-        _go_back(agent, old_config, progress)
-        agent.metrics.config_changes.labels("failed").inc()
-        raise Rejected([f"applying it failed: {error}"]) from None
-    if summary["refused"]:
-        LOG.error("the switch refused the change; going back to the previous config")
-        _go_back(agent, old_config, progress)
-        agent.metrics.config_changes.labels("refused").inc()
-        raise Rejected([f"the switch refused it: {e}" for e in summary["refused"]])
-    agent.config_text = text
-    if edit is not None:
-        agent.edits.append(edit)
-    else:
-        agent.edits.clear()
-        if path is not None and os.path.isfile(path):
-            agent.config_path = path
-    agent.metrics.config_changes.labels("applied").inc()
-    LOG.info("config applied (%s): %s", edit or agent.config_path or "text", summary["steps"])
-    return summary
+@dataclass(frozen=True)
+class Change:
+    """One change of a running agent's config: the old and the new, each with where it came from,
+    and the steps between them (flows.transition).
+
+    `new` is the config as this host runs it (its networks kept on the local VLANs they use now).
+    `planned` are the steps as the switch database stands before the change; carried out, they are
+    computed again once step 0 has made the new tunnel ports, whose ofports the new flows use."""
+
+    old: Config
+    old_origin: Origin
+    new: Config
+    new_origin: Origin
+    planned: transition.Steps
+
+    @classmethod
+    def proposed(cls, agent: ChangeTarget, text: str, path: str | None = None, edit: str | None = None) -> Change:
+        """The change to `text`, checked as `brtun apply` checks it; Rejected if it cannot be made."""
+        new = _parse(text)
+        old, origin, host = agent.config, agent.origin, agent.host_name
+        problems = running_checks(host, old, new)
+        if problems:
+            raise Rejected(problems)
+        effective = transition.pin_local_vlans(new, host, _local_vlans(host, old))
+        steps = transition.steps(*agent.pipeline(old), *agent.pipeline(effective), effective)
+        if steps.held and not agent.connected(dbplan.BR_TUN):
+            raise Rejected([f"local VLAN {', '.join(map(str, sorted(steps.held)))} would change network while "
+                            "br-tun is not connected: that needs br-tun and br-int to change in step"])
+        return cls(old, origin, effective, origin.after(text, path, edit), steps)
+
+    def preview(self, agent: ChangeTarget) -> dict[str, Any]:
+        """The dry run: everything `apply` would check, and what it would change."""
+        flows: dict[str, Any] = {}
+        for bridge in (dbplan.BR_TUN, dbplan.BR_INT):
+            # against the pipeline the agent keeps the switch at (the canary repairs any drift):
+            # no switch round trip, so a dry run costs nothing at any scale
+            result = diff(agent.desired(bridge, self.new), agent.desired(bridge, self.old), self.new.cookie)
+            flows[bridge] = {kind.value: len(result.of_kind(kind)) for kind in Kind}
+        return {"database": [op.describe() for op in agent.database_plan(self.new).operations], "flows": flows,
+                "local_vlans": _local_vlans(agent.host_name, self.new),
+                "steps": self.planned.describe() if _moves_ports(agent, self.planned, self.new) else "one bundle",
+                # what `brtun apply` gives back should another agent fail to apply the change
+                "current": {"path": self.old_origin.path, "text": self.old_origin.text}}
+
+    def apply(self, agent: ChangeTarget) -> dict[str, Any]:
+        """Carry the change out; on any failure, go back to the old config and raise Rejected."""
+        progress = _Progress()
+        try:
+            summary = _carry_out(agent, self.old, self.new, progress)
+        except Exception as error:  # the database refused, or a switch stopped answering
+            LOG.exception("applying the change failed after step %d; going back to the previous config",
+                          progress.done)
+            self._go_back(agent, progress)
+            agent.count_change("failed")
+            raise Rejected([f"applying it failed: {error}"]) from None
+        if summary["refused"]:
+            LOG.error("the switch refused the change; going back to the previous config")
+            self._go_back(agent, progress)
+            agent.count_change("refused")
+            raise Rejected([f"the switch refused it: {e}" for e in summary["refused"]])
+        agent.adopt(self.new, self.new_origin)
+        agent.count_change("applied")
+        LOG.info("config applied (%s): %s", self.new_origin.source, summary["steps"])
+        return summary
+
+    def _go_back(self, agent: ChangeTarget, progress: _Progress) -> None:
+        """Undo a change that stopped part way.
+
+        Up to step 3 br-tun still holds every old flow (step 1 only adds; a refused bundle changes
+        nothing), so the ports return to their old VLANs first, then the flows follow.  Once step 3
+        is confirmed the old flows are gone: going back is then a change like any other."""
+        if progress.done >= 3:
+            _carry_out(agent, self.new, self.old, _Progress())
+            return
+        agent.use(self.old)
+        agent.sync_database(self.old, only=(dbplan.SetTag,))
+        agent.reconcile(dbplan.BR_TUN)
+        agent.sync_database(self.old)
+
+
+def _local_vlans(host: str, config: Config) -> dict[str, int]:
+    return local_vlans(config.host(host), config)
 
 
 class _Progress:
     done = 0  # the last step whose flows or database change the switch confirmed
 
 
-def _go_back(agent: Agent, old_config: Config, progress: _Progress) -> None:
-    """Undo a change that stopped part way.
-
-    Up to step 3 br-tun still holds every old flow (step 1 only adds; a refused bundle changes
-    nothing), so the ports return to their old VLANs first, then the flows follow.  Once step 3
-    is confirmed the old flows are gone: going back is then a change like any other."""
-    if progress.done >= 3:
-        _carry_out(agent, old_config, _Progress())
-        return
-    agent.config = old_config
-    agent.sync_database(only=(dbplan.SetTag,))
-    agent.reconcile(dbplan.BR_TUN)
-    agent.sync_database()
-
-
-def _moves_ports(agent: Agent, steps: transition.Steps, effective: Config) -> bool:
+def _moves_ports(agent: ChangeTarget, steps: transition.Steps, effective: Config) -> bool:
     """Whether a VM port changes VLAN: only then must br-tun change in steps around it."""
     return any(isinstance(op, dbplan.SetTag) for config in (steps.database_config, effective)
-               for op in agent.db_plan(config).operations)
+               for op in agent.database_plan(config).operations)
 
 
-def _carry_out(agent: Agent, effective: Config, progress: _Progress) -> dict[str, Any]:
-    """The steps of flows.transition, each confirmed before the next."""
-    old_model, old_flows = agent.pipeline()
-    agent.config = effective
+def _carry_out(agent: ChangeTarget, old: Config, new: Config, progress: _Progress) -> dict[str, Any]:
+    """The steps of flows.transition from `old` (what the switches hold) to `new`, each confirmed
+    before the next; the summary lists what the switch refused, if it refused a step."""
+    old_model, old_flows = agent.pipeline(old)
+    agent.use(new)
     # Step 0: new tunnel ports first, so that their flows can be written.
-    agent.sync_database(only=(dbplan.EnsureBridge, dbplan.AddPort, dbplan.FixPort))
-    new_model, new_flows = agent.pipeline(effective)
-    steps = transition.steps(old_model, old_flows, new_model, new_flows, effective)
-    refused: list[str] = []
-    sent = 0
+    agent.sync_database(new, only=(dbplan.EnsureBridge, dbplan.AddPort, dbplan.FixPort))
+    new_model, new_flows = agent.pipeline(new)
+    steps = transition.steps(old_model, old_flows, new_model, new_flows, new)
+    in_steps = _moves_ports(agent, steps, new)
+    summary: dict[str, Any] = {"steps": steps.describe() if in_steps else "one bundle", "flow_changes": 0,
+                               "refused": []}
 
-    def flows(bridge: str, desired: Any = None) -> None:
-        nonlocal sent
-        result = agent.reconcile(bridge, desired)
+    def br_tun_holds(desired: tuple[Flow, ...]) -> bool:
+        result = agent.reconcile(dbplan.BR_TUN, desired)
         if result is not None:
-            sent += len(result.changes)
-            refused.extend(agent.refused.get(bridge, []))
+            summary["flow_changes"] += result.changes
+            summary["refused"].extend(result.refused)
+        return not summary["refused"]
 
-    if not _moves_ports(agent, steps, effective):
-        # No VM port changes VLAN: br-tun's whole difference is one ordered, atomic bundle.
-        progress.done = 2
-        flows(dbplan.BR_TUN, new_flows)
-        if refused:
-            return {"steps": "one bundle", "flow_changes": sent, "refused": refused}
-        progress.done = 3
-        agent.sync_database()  # ports no longer implied go
-        progress.done = 4
-        return {"steps": "one bundle", "flow_changes": sent, "refused": refused, "local_vlans": agent.local_vlans()}
-    if set(steps.bridge_flows) != set(old_flows):  # 1: make before break
-        flows(dbplan.BR_TUN, steps.bridge_flows)
-    if refused:
-        return {"steps": steps.describe(), "flow_changes": sent, "refused": refused}
-    progress.done = 1
-    agent.sync_database(steps.database_config, only=(dbplan.SetTag,))  # 2: retag, parked on 4095
+    if in_steps:
+        if set(steps.bridge_flows) != set(old_flows) and not br_tun_holds(steps.bridge_flows):
+            return summary  # 1: make before break
+        progress.done = 1
+        agent.sync_database(steps.database_config, only=(dbplan.SetTag,))  # 2: retag, parked on 4095
+    # Without steps no VM port changes VLAN: br-tun's whole difference is one ordered, atomic bundle.
     progress.done = 2
-    flows(dbplan.BR_TUN, new_flows)  # 3: exactly the new pipeline
-    if refused:
-        return {"steps": steps.describe(), "flow_changes": sent, "refused": refused}
+    if not br_tun_holds(new_flows):  # 3: exactly the new pipeline
+        return summary
     progress.done = 3  # br-int's flows depend on the cookie alone, which cannot change here
-    agent.sync_database()  # 4: parked ports take their VLAN; ports no longer implied go
+    agent.sync_database(new)  # 4: parked ports take their VLAN; ports no longer implied go
     progress.done = 4
-    return {"steps": steps.describe(), "flow_changes": sent, "refused": refused,
-            "local_vlans": agent.local_vlans()}
+    summary["local_vlans"] = _local_vlans(agent.host_name, new)
+    return summary
 
 
-def reload(agent: Agent) -> dict[str, Any]:
+def preview(agent: ChangeTarget, text: str) -> dict[str, Any]:
+    """The dry run of `brtun apply --dry-run` and `brtun edit --dry-run`."""
+    return Change.proposed(agent, text).preview(agent)
+
+
+def apply(agent: ChangeTarget, text: str, path: str | None, edit: str | None = None) -> dict[str, Any]:
+    return Change.proposed(agent, text, path, edit).apply(agent)
+
+
+def reload(agent: ChangeTarget) -> dict[str, Any]:
     """SIGHUP: read the config file again and apply it like `brtun apply`."""
-    path = agent.config_path
+    path = agent.origin.path
     if path is None:
         raise Rejected(["the agent was started without a config file"])
     try:
@@ -211,9 +257,9 @@ def reload(agent: Agent) -> dict[str, Any]:
     return apply(agent, text, path)
 
 
-def edit(agent: Agent, name: str, args: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+def edit(agent: ChangeTarget, name: str, args: dict[str, Any], dry_run: bool) -> dict[str, Any]:
     try:
-        text = edits.apply_edit(agent.config_text, agent.host.name, name, args)
+        text = edits.apply_edit(agent.origin.text, agent.host_name, name, args)
     except edits.EditError as error:
         raise Rejected([f"{name}: {error}"]) from None
     described = f"{name} {' '.join(f'{k}={v}' for k, v in sorted(args.items()))}"
@@ -243,11 +289,12 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     if op == "edit" and ("edit" not in request or not isinstance(request.get("args", {}), dict)):
         return _error('edit: needs "edit" (its name) and "args" (an object)')
     if op == "config":  # what `brtun apply` needs to put a host back
-        return {"ok": True, "host": agent.host.name, "path": agent.config_path, "text": agent.config_text,
-                "edits": list(agent.edits)}
+        origin = agent.origin
+        return {"ok": True, "host": agent.host_name, "path": origin.path, "text": origin.text,
+                "edits": list(origin.edits)}
     if op == "state":
         return {"ok": True, **agent.call(agent.state),
-                "config_sha256": hashlib.sha256(agent.config_text.encode()).hexdigest()}
+                "config_sha256": hashlib.sha256(agent.origin.text.encode()).hexdigest()}
     work = {
         "validate": lambda: preview(agent, request["config"]),
         "apply": lambda: apply(agent, request["config"], request.get("path"), edit=request.get("edit")),
@@ -262,7 +309,7 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
         return reply
     except Rejected as rejected:
         if op != "validate":
-            agent.metrics.config_changes.labels("rejected").inc()
+            agent.count_change("rejected")
         LOG.warning("%s rejected: %s", op, "; ".join(rejected.errors))
         return {"ok": False, "errors": rejected.errors}
 
@@ -275,12 +322,12 @@ def _error(message: str) -> dict[str, Any]:
 def sighup(agent: Agent) -> None:
     """From the signal handler: queue a reload (the worker logs, not the handler)."""
     def work() -> None:
-        LOG.info("received SIGHUP; reading %s again", agent.config_path)
+        LOG.info("received SIGHUP; reading %s again", agent.origin.path)
         try:
             summary = reload(agent)
         except Rejected as rejected:
-            agent.metrics.config_changes.labels("rejected").inc()
-            LOG.error("SIGHUP: %s rejected; nothing changed: %s", agent.config_path, "; ".join(rejected.errors))
+            agent.count_change("rejected")
+            LOG.error("SIGHUP: %s rejected; nothing changed: %s", agent.origin.path, "; ".join(rejected.errors))
         else:
-            LOG.info("SIGHUP: %s applied (%d flow changes)", agent.config_path, summary["flow_changes"])
+            LOG.info("SIGHUP: %s applied (%d flow changes)", agent.origin.path, summary["flow_changes"])
     agent.post(work)

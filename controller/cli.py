@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from controller import inspect, remote, replay, trace
-from controller.launcher import RunOptions, Tls, default_ovsdb_target, run
+from controller.launcher import DEFAULT_METRICS_PORT, RunOptions, Tls, default_ovsdb_target, run
 from flows.config import Config, InvalidConfig, load_config
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
 from flows.flow import render_flows
@@ -82,9 +82,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     ovsdb = args.ovsdb or default_ovsdb_target()
     control = None if args.control_socket == "none" else (
         args.control_socket or f"/run/brtun/agent-{args.host}.sock")
-    return run(RunOptions(args.config, args.host, ovsdb, listen_host, listen_port, args.hub, kind,
-                          args.pidfile, args.log_file, args.verbose, control,
-                          args.metrics_port or None, Tls(*tls_files) if all(tls_files) else None))
+    return run(RunOptions(config_path=args.config, host=args.host, ovsdb=ovsdb, listen_host=listen_host,
+                          listen_port=listen_port, hub=args.hub, datapath_type=kind, pidfile=args.pidfile,
+                          log_file=args.log_file, verbose=args.verbose, control_socket=control,
+                          metrics_port=args.metrics_port or None,
+                          tls=Tls(*tls_files) if all(tls_files) else None))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -135,8 +137,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--control-socket", metavar="PATH",
                      help="the unix socket `brtun apply/state/edit` talk to (default "
                           "/run/brtun/agent-HOST.sock; 'none' for no socket)")
-    run.add_argument("--metrics-port", type=int, default=9640, metavar="PORT",
-                     help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (default 9640; 0: off)")
+    run.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, metavar="PORT",
+                     help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics "
+                          f"(default {DEFAULT_METRICS_PORT}; 0: off)")
     run.add_argument("--ssl-key", metavar="PEM", help="TLS: the agent's private key (with --ssl-cert and "
                                                       "--ssl-ca-cert, the switches must connect with ssl:)")
     run.add_argument("--ssl-cert", metavar="PEM", help="TLS: the agent's certificate")

@@ -19,10 +19,15 @@ from pathlib import Path
 from controller.hub import select_hub
 
 LOG = logging.getLogger("brtun")
+# `brtun run --metrics-port`'s default.  Its home is here, not in controller.metrics: every brtun
+# command builds the parser that shows it, and importing prometheus_client would cost each 30 ms.
+DEFAULT_METRICS_PORT = 9640
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunOptions:
+    """What `brtun run` was asked to do; built by name (controller.cli), never by position."""
+
     config_path: str
     host: str
     ovsdb: str

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-DEFAULT_PORT = 9640
-
 
 class Metrics:
     def __init__(self) -> None:

@@ -9,10 +9,6 @@ against its table's declaration (flows.tables) as it is built.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Mapping
-
 from flows import fields, tables
 from flows.actions import (
     Action,
@@ -26,11 +22,9 @@ from flows.actions import (
     PushVlan,
     SetField,
 )
-from flows.config import Config
 from flows.fields import BY_NAME, Subfield
 from flows.flow import Flow, Match
-from flows.model import BridgeModel, LocalNetwork, RemotePort, TunnelPort, build_bridge
-from flows.ofp import Unsupported
+from flows.model import BridgeModel, LocalNetwork, RemotePort, TunnelPort
 from flows.tables import (
     ARP_RESPONDER,
     FLOOD_TO_TUN,
@@ -191,51 +185,3 @@ def _check_unique(flows: list[Flow]) -> None:
                 f"two flows with one identity:\n{seen[flow.key].render()}\n{flow.render()}")
         seen[flow.key] = flow
 
-
-class DesiredBrTun:
-    """One host's desired br-tun, rebuilt only when the config or the switch's ofports change.
-
-    The same config and ofports always give the same flows, so an agent
-    keeps them, with each flow's wire encoding (`Flow.encoded`), from one
-    reconcile to the next: a reconnect or a restart's read-back then costs
-    a comparison of bytes, not a rebuild (bench/bench_agent.py, P2).
-
-    At 50,000 flows that is about a million small objects that live as long
-    as the config does.  Python's collector can free none of them, yet its
-    full collections walk them all, again and again while they are built and
-    on every later read-back: so they are built with it paused, then frozen
-    (`gc.freeze`: never walked again; reference counting still frees them
-    when a new config replaces them).  That halves the build and takes 0.6 s
-    off a 50k-flow read-back.
-    """
-
-    KEEP = 8  # a config change asks for the old and the new pipeline, and its steps between
-
-    def __init__(self) -> None:
-        self._built: dict[tuple[int, tuple[tuple[str, int], ...]], tuple[Config, BridgeModel, tuple[Flow, ...]]] = {}
-
-    def get(self, config: Config, host: str, ofports: Mapping[str, int]) -> tuple[Flow, ...]:
-        return self.pipeline(config, host, ofports)[1]
-
-    def pipeline(self, config: Config, host: str, ofports: Mapping[str, int]) -> tuple[BridgeModel, tuple[Flow, ...]]:
-        """The model and its flows; configs are immutable values, so identity is the key."""
-        key = (id(config), tuple(sorted(ofports.items())))
-        hit = self._built.get(key)
-        if hit is not None and hit[0] is config:
-            return hit[1], hit[2]
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            model = build_bridge(config, host, observed_ofports=ofports)
-            flows = build(model)
-            for flow in flows:
-                with contextlib.suppress(Unsupported):  # such a flow is compared as a value
-                    flow.encoded  # noqa: B018  (computed now, while no switch waits)
-        finally:
-            if collecting:
-                gc.enable()
-        gc.freeze()
-        if len(self._built) >= self.KEEP:
-            self._built.clear()
-        self._built[key] = (config, model, flows)
-        return model, flows

@@ -21,6 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.control import read_reply, request
+from controller.launcher import DEFAULT_METRICS_PORT
 from flows.config import load_config
 from ovshost.agentproc import AgentProcess
 from ovshost.privateovs import PrivateOvs
@@ -323,7 +324,7 @@ def test_sighup_applies_the_file_and_a_bad_file_changes_nothing(agent: AgentProc
     assert ours_without_learned(ovs) == desired(agent.config)
 
 
-def scrape(ovs: PrivateOvs, port: int = 9640) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(ovs: PrivateOvs, port: int = DEFAULT_METRICS_PORT) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = ovs.run("busybox", "wget", "-qO-", f"http://127.0.0.1:{port}/metrics").stdout
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}

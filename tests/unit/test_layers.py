@@ -85,10 +85,7 @@ def test_only_mininet_topos_imports_mininet() -> None:
 
 
 def test_only_controller_imports_os_ken_and_the_agents_libraries() -> None:
-    """flows/ is pure and ovshost/ and mininet_topos/ run no agent.
-
-    Fails before issue 12 item 1 lands (the codec branch): flows/wire.py and
-    flows/ofmsg.py still import os_ken.ofproto."""
+    """flows/ is pure and ovshost/ and mininet_topos/ run no agent."""
     wrong = [f"{i.where}: {i.importer} imports {i.target}" for i in IMPORTS
              if i.top in OS_KEN_RUNTIME and not i.importer.startswith("controller.")]
     assert not wrong, "the agent's libraries outside controller/:\n" + "\n".join(wrong)
@@ -182,7 +179,7 @@ def _loaded() -> dict[str, list[str]]:
 
 
 def test_importing_every_flows_module_loads_no_os_ken() -> None:
-    """Fails before issue 12 item 1 lands (the codec branch): flows.wire and flows.ofmsg load os-ken."""
+    """flows/ encodes OpenFlow itself (flows.ofp, flows.wire): no OpenFlow library comes with it."""
     loaded = _loaded()
     direct = sorted({i.where for i in IMPORTS if i.top == "os_ken" and i.importer.startswith("flows.")})
     assert not loaded["flows"], (f"importing flows loads {len(loaded['flows'])} os_ken modules "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 from functools import cache
-from pathlib import Path
 
 import pytest
 from os_ken.ofproto import ofproto_parser, ofproto_v1_3
@@ -19,7 +18,7 @@ from flows.config import parse_config
 from flows.diff import Change, Kind, diff
 from flows.flow import Flow, Match, instructions
 from flows.model import build_bridge
-from flows.pipeline import DesiredBrTun, build
+from flows.pipeline import build
 from flows.textparse import parse_flow
 from tests import osken_reference as reference
 from tests.unit.helpers import config
@@ -166,15 +165,6 @@ def test_a_cold_start_adds_every_flow_from_the_last_table_back() -> None:
     assert [change.kind for change in result.changes] == [Kind.ADD] * len(desired)
     tables = [change.flow.table for change in result.changes]
     assert tables == sorted(tables, reverse=True)
-
-
-def test_the_desired_br_tun_is_kept_while_config_and_ofports_stay(tmp_path: Path) -> None:
-    config = bigconfig.write(300, tmp_path / "c.yaml", hosts=3)
-    desired = DesiredBrTun()
-    first = desired.get(config, "h0", {"patch-int": 1})
-    assert desired.get(config, "h0", {"patch-int": 1}) is first
-    assert desired.get(config, "h0", {"patch-int": 2}) is not first
-    assert all("encoded" in flow.__dict__ for flow in first)
 
 
 def test_os_ken_parses_a_flow_stats_reply_only_when_its_body_is_read() -> None:
