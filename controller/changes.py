@@ -12,12 +12,10 @@ of the agent only what `ChangeTarget` lists.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import re
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from controller import dbplan
 from controller.running import Origin
@@ -26,9 +24,6 @@ from flows.config import Config, InvalidConfig, parse_config
 from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
 from flows.model import BridgeModel, local_vlans
-
-if TYPE_CHECKING:  # the agent imports os-ken and ovsdbapp; a change needs only what ChangeTarget lists
-    from controller.agent import Agent
 
 LOG = logging.getLogger("brtun.changes")
 
@@ -267,67 +262,3 @@ def edit(agent: ChangeTarget, name: str, args: dict[str, Any], dry_run: bool) ->
         return preview(agent, text) if dry_run else apply(agent, text, None, edit=described)
     except Rejected as rejected:  # line numbers would point into text nobody wrote
         raise Rejected([re.sub(r" \(line \d+\)$", "", error) for error in rejected.errors]) from None
-
-
-_FIELDS = {"state": set(), "config": set(), "validate": {"config", "path"}, "apply": {"config", "path", "edit"},
-           "reload": set(), "edit": {"edit", "args", "dry_run"}}
-
-
-def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
-    """A control-socket request -> its reply.  Bad requests are rejected before any work."""
-    op = request["op"]
-    if op not in _FIELDS:
-        return _error(f"unknown op {op!r} (known: {', '.join(_FIELDS)})")
-    unknown = set(request) - _FIELDS[op] - {"op"}
-    if unknown:
-        return _error(f"{op}: unknown field {', '.join(sorted(unknown))}")
-    for key in ("config", "path", "edit"):
-        if key in request and not isinstance(request[key], str):
-            return _error(f"{op}: {key!r} must be a string")
-    if op in ("validate", "apply") and "config" not in request:
-        return _error(f'{op}: needs "config", the config text')
-    if op == "edit" and ("edit" not in request or not isinstance(request.get("args", {}), dict)):
-        return _error('edit: needs "edit" (its name) and "args" (an object)')
-    if op == "config":  # what `brtun apply` needs to put a host back
-        origin = agent.origin
-        return {"ok": True, "host": agent.host_name, "path": origin.path, "text": origin.text,
-                "edits": list(origin.edits)}
-    if op == "state":
-        return {"ok": True, **agent.call(agent.state),
-                "config_sha256": hashlib.sha256(agent.origin.text.encode()).hexdigest()}
-    work = {
-        "validate": lambda: preview(agent, request["config"]),
-        "apply": lambda: apply(agent, request["config"], request.get("path"), edit=request.get("edit")),
-        "reload": lambda: reload(agent),
-        "edit": lambda: edit(agent, request["edit"], request.get("args", {}), bool(request.get("dry_run"))),
-    }[op]
-    started, cpu = time.perf_counter(), time.process_time()
-    try:
-        reply = {"ok": True, **agent.call(work)}
-        reply.update(agent_ms=round((time.perf_counter() - started) * 1000, 2),
-                     agent_cpu_ms=round((time.process_time() - cpu) * 1000, 2))
-        return reply
-    except Rejected as rejected:
-        if op != "validate":
-            agent.count_change("rejected")
-        LOG.warning("%s rejected: %s", op, "; ".join(rejected.errors))
-        return {"ok": False, "errors": rejected.errors}
-
-
-def _error(message: str) -> dict[str, Any]:
-    LOG.warning("control socket: %s", message)
-    return {"ok": False, "errors": [message]}
-
-
-def sighup(agent: Agent) -> None:
-    """From the signal handler: queue a reload (the worker logs, not the handler)."""
-    def work() -> None:
-        LOG.info("received SIGHUP; reading %s again", agent.origin.path)
-        try:
-            summary = reload(agent)
-        except Rejected as rejected:
-            agent.count_change("rejected")
-            LOG.error("SIGHUP: %s rejected; nothing changed: %s", agent.origin.path, "; ".join(rejected.errors))
-        else:
-            LOG.info("SIGHUP: %s applied (%d flow changes)", agent.origin.path, summary["flow_changes"])
-    agent.post(work)

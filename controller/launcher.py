@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.hub import select_hub
+from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 LOG = logging.getLogger("brtun")
 # `brtun run --metrics-port`'s default.  Its home is here, not in controller.metrics: every brtun
@@ -96,7 +97,7 @@ def run(options: RunOptions) -> int:
     for problem in problems:
         LOG.error("%s", problem)
     if problems:
-        return 2
+        return EXIT_BAD_INPUT
     try:
         config = load_config(options.config_path)
         with open(options.config_path, encoding="utf-8") as stream:
@@ -104,11 +105,11 @@ def run(options: RunOptions) -> int:
     except InvalidConfig as error:
         for problem in error.errors:
             LOG.error("%s: %s", options.config_path, problem)
-        return 2
+        return EXIT_BAD_INPUT
     if options.host not in config.host_names:
         LOG.error("no host %r in %s (hosts: %s)", options.host, options.config_path,
                   ", ".join(config.host_names))
-        return 2
+        return EXIT_BAD_INPUT
 
     select_hub(options.hub)
     # Import order matters from here on (see the module docstring).
@@ -117,7 +118,7 @@ def run(options: RunOptions) -> int:
     from os_ken.base.app_manager import AppManager
 
     import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
-    from controller import changes
+    from controller import ops
     from controller.agent import Agent, AgentSettings
     from controller.control import ControlError, ControlServer
     from controller.metrics import Metrics
@@ -143,7 +144,7 @@ def run(options: RunOptions) -> int:
     agent = Agent(AgentSettings(config, options.host, options.ovsdb, controller, options.datapath_type,
                                 config_path=os.path.abspath(options.config_path), config_text=config_text),
                   metrics)
-    control = ControlServer(options.control_socket, lambda request: changes.handle(agent, request)) \
+    control = ControlServer(options.control_socket, lambda request: ops.handle(agent, request)) \
         if options.control_socket else None
     stopping = PollingSignal()
     received: list[int] = []
@@ -158,7 +159,7 @@ def run(options: RunOptions) -> int:
     signal.signal(signal.SIGINT, request_stop)
 
     def request_reload(_signum: int, _frame: object) -> None:
-        changes.sighup(agent)
+        ops.sighup(agent)
 
     signal.signal(signal.SIGHUP, request_reload)
     if options.pidfile:
@@ -183,12 +184,12 @@ def run(options: RunOptions) -> int:
         LOG.info("received %s: stopping", signal.Signals(received[0]).name)
     except (ControlError, OSError) as error:
         LOG.error("cannot start: %s", error)
-        status = 1
+        status = EXIT_FAILED
     except Exception:
         LOG.exception("the agent failed")
-        status = 1
+        status = EXIT_FAILED
     else:
-        status = 0
+        status = EXIT_OK
     finally:
         if control is not None:
             control.stop()
