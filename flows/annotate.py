@@ -44,7 +44,7 @@ def context(model: BridgeModel) -> Context:
     for port in model.tunnel_ports:
         port_label[port.ofport] = f"{port.name} ({port.remote_host})"
     mac_owner = {p.mac: f"{p.host}'s port on {p.network}" for p in model.remote_ports}
-    ip_owner = {p.ip: f"{fields.mac_text(p.mac)}" for p in model.remote_ports if p.ip is not None}
+    ip_owner = {p.ip: f"{fields.mac_text(p.mac)}" for p in model.remote_ports}
     return Context(
         model.cookie,
         {n.local_vlan: n.name for n in model.networks},

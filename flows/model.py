@@ -37,11 +37,11 @@ class LocalNetwork:
 
 @dataclass(frozen=True)
 class RemotePort:
-    """A port on another host, as l2population announces it (FDB entry)."""
+    """A port on another host, as l2population announces it (an FDB entry: it has a fixed IP)."""
 
     network: str
     mac: int
-    ip: int | None
+    ip: int
     host: str
     ofport: int  # the tunnel port toward its host
 
@@ -135,9 +135,13 @@ def build_bridge(config: Config, host_name: str,
             if not l2pop:
                 continue
             for remote_port in ports_on.get((remote.name, network.name), ()):
-                ip = fields.ipv4_value(remote_port.ip) if remote_port.ip else None
+                # l2population announces a port by its (MAC, fixed IP) pairs only: a port without
+                # a fixed IP gets no FDB entry (neutron l2pop mech_driver _get_port_fdb_entries),
+                # so its MAC is flooded and learned like any other.
+                if remote_port.ip is None:
+                    continue
                 remote_ports.append(RemotePort(network.name, fields.mac_value(remote_port.mac),
-                                               ip, remote.name, port.ofport))
+                                               fields.ipv4_value(remote_port.ip), remote.name, port.ofport))
         networks.append(LocalNetwork(network.name, network.type, network.segmentation_id,
                                      vlans[network.name], tuple(sorted(flood))))
     return BridgeModel(host.name, host.datapath_id, host.local_ip, config.cookie, config.options,

@@ -143,7 +143,6 @@ def install_unicast_to_tun(model: BridgeModel, network: LocalNetwork, port: Remo
 
 def install_arp_responder(model: BridgeModel, network: LocalNetwork, port: RemotePort) -> Flow:
     """Table 21: turn an ARP request for a known remote IPv4 into the reply, sent back in."""
-    assert port.ip is not None
     match = Match.of(dl_type=fields.ETH_TYPE_ARP, dl_vlan=network.local_vlan, arp_tpa=port.ip)
     actions = (
         ARP_REPLY_OP,
@@ -171,7 +170,7 @@ def build(model: BridgeModel) -> tuple[Flow, ...]:
     for port in model.remote_ports:
         network = networks[port.network]
         flows.append(install_unicast_to_tun(model, network, port))
-        if model.options.arp_responder and port.ip is not None:
+        if model.options.arp_responder:
             flows.append(install_arp_responder(model, network, port))
     _check_unique(flows)
     return tuple(flows)

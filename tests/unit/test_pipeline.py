@@ -63,11 +63,12 @@ def test_each_network_key_maps_to_the_hosts_own_local_vlan_both_ways() -> None:
         assert egress.actions[:2] == (PopVlan(), SetField("tun_id", 100))
 
 
-def test_the_arp_responder_answers_only_for_remote_ports_with_an_address() -> None:
+def test_a_remote_port_without_an_address_gets_no_l2population_entry_as_neutron_announces_none() -> None:
     flows = desired(config("geneve"), "a")
     answered = [f.match.render() for f in table(flows, 21) if f.priority == 1]
     assert answered == [["arp", "dl_vlan=1", "arp_tpa=10.9.0.2"]]
-    assert len([f for f in table(flows, 20) if f.priority == 2]) == 2
+    unicast = [f.match.render() for f in table(flows, 20) if f.priority == 2]
+    assert unicast == [["dl_vlan=1", "dl_dst=fa:16:3e:00:00:b1"]]  # b2, without an address, is flooded
 
 
 def test_every_built_flow_carries_our_cookie_and_passes_its_table_declaration() -> None:
