@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flows import naming
-from flows.config import Config, Host, Port
+from flows.config import VXLAN_UDP_PORT, Config, Host, Port
 from flows.model import local_vlans, requested_ofports, tunnel_ports
 
 BR_TUN = "br-tun"
@@ -153,11 +153,23 @@ def bridge_specs(host: Host, controller: str, datapath_type: str) -> tuple[Bridg
             BridgeSpec(BR_INT, host.br_int_datapath_id, datapath_type, controller))
 
 
-def tunnel_options(config: Config, host: Host, remote_ip: str) -> tuple[tuple[str, str], ...]:
-    """Neutron's `add_tunnel_port` options."""
-    options = {"remote_ip": remote_ip, "local_ip": host.local_ip, "in_key": "flow", "out_key": "flow",
-               "df_default": "true" if config.options.dont_fragment else "false"}
-    return tuple(sorted(options.items()))
+def tunnel_options(config: Config, host: Host, tunnel_type: str, remote_ip: str) -> tuple[tuple[str, str], ...]:
+    """The options Neutron's `ovs_lib.add_tunnel_port` gives a tunnel port, from the same options.
+
+    egress_pkt_mark=0 clears the packet mark on the encapsulated packet (Neutron sets it unless
+    the switch offloads to hardware, which brtun does not use)."""
+    options = config.options
+    result = {"remote_ip": remote_ip, "local_ip": host.local_ip, "in_key": "flow", "out_key": "flow",
+              "df_default": "true" if options.dont_fragment else "false", "egress_pkt_mark": "0"}
+    if tunnel_type == "vxlan" and options.vxlan_udp_port != VXLAN_UDP_PORT:
+        result["dst_port"] = str(options.vxlan_udp_port)
+    if options.tunnel_csum:
+        result["csum"] = "true"
+    if options.dscp_inherit:
+        result["tos"] = "inherit"
+    elif options.dscp:
+        result["tos"] = str(options.dscp << 2)
+    return tuple(sorted(result.items()))
 
 
 def port_specs(config: Config, host: Host) -> list[PortSpec]:
@@ -168,7 +180,7 @@ def port_specs(config: Config, host: Host) -> list[PortSpec]:
         PortSpec(BR_INT, naming.PATCH_TUN, "patch", (("peer", naming.PATCH_INT),)),
     ]
     for name, tunnel_type, remote in tunnel_ports(host, config):
-        specs.append(PortSpec(BR_TUN, name, tunnel_type, tunnel_options(config, host, remote.local_ip),
+        specs.append(PortSpec(BR_TUN, name, tunnel_type, tunnel_options(config, host, tunnel_type, remote.local_ip),
                               requested[name]))
     return specs
 
@@ -256,10 +268,15 @@ def _plan_port(spec: PortSpec, seen: ObservedPort | None, owner: str, operations
     reasons = []
     if seen.type != spec.type:
         reasons.append(f"type {seen.type or 'system'} -> {spec.type}")
-    if seen.options != dict(spec.options):
-        changed = sorted(k for k in set(seen.options) | set(dict(spec.options))
-                         if seen.options.get(k) != dict(spec.options).get(k))
-        reasons.append("options " + ", ".join(changed))
+    wanted = dict(spec.options)
+    if seen.options != wanted:
+        changed = sorted(k for k in wanted if seen.options.get(k) != wanted[k])
+        removed = sorted(k for k in seen.options if k not in wanted)
+        if changed:
+            reasons.append("options " + ", ".join(f"{k}={wanted[k]}" for k in changed))
+        if removed:  # said, never done silently: the config does not ask for them
+            reasons.append("removes options the config does not give: "
+                           + ", ".join(f"{k}={seen.options[k]}" for k in removed))
     if seen.external_ids.get(OWNER_KEY) != owner:
         reasons.append("adopted")
     if reasons:

@@ -22,12 +22,22 @@ MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
 MAX_VLAN = naming.DEAD_VLAN - 1  # local VLANs are 1..4094
 
 
+VXLAN_UDP_PORT = 4789  # IANA's, and Neutron's default vxlan_udp_port
+
+
 @dataclass(frozen=True)
 class Options:
+    """The agent options brtun shares with Neutron's Open vSwitch agent, under Neutron's names and
+    defaults (its [agent] section), plus learn_hard_timeout (Neutron's is fixed at 300 s)."""
+
     l2_population: bool = False
     arp_responder: bool = False
     learn_hard_timeout: int = 300
-    dont_fragment: bool = True
+    dont_fragment: bool = True  # tunnel ports' df_default
+    tunnel_csum: bool = False  # tunnel ports' csum
+    dscp: int | None = None  # 0..63: tunnel ports' tos = dscp << 2
+    dscp_inherit: bool = False  # tunnel ports' tos = inherit
+    vxlan_udp_port: int = VXLAN_UDP_PORT  # VXLAN ports' dst_port when not the default
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,8 @@ class InvalidConfig(ValueError):
 
 
 _TOP_KEYS = ("cookie", "options", "networks", "hosts", "testbed")
-_OPTION_KEYS = ("l2_population", "arp_responder", "learn_hard_timeout", "dont_fragment")
+_OPTION_KEYS = ("l2_population", "arp_responder", "learn_hard_timeout", "dont_fragment", "tunnel_csum", "dscp",
+                "dscp_inherit", "vxlan_udp_port")
 _NETWORK_KEYS = ("type", "segmentation_id")
 _HOST_KEYS = ("datapath_id", "int_datapath_id", "local_ip", "tunnel_types", "local_vlans", "ofports",
               "ports")
@@ -154,19 +165,23 @@ def _options(check: Checker, raw: object) -> Options:
     if given is None:
         return Options()
     values: dict[str, Any] = {}
-    for name in ("l2_population", "arp_responder", "dont_fragment"):
+    for name in ("l2_population", "arp_responder", "dont_fragment", "tunnel_csum", "dscp_inherit"):
         if name in given:
             flag = check.boolean(f"options.{name}", given[name])
             if flag is not None:
                 values[name] = flag
-    if "learn_hard_timeout" in given:
-        timeout = check.integer("options.learn_hard_timeout", given["learn_hard_timeout"], 1, 65535)
-        if timeout is not None:
-            values["learn_hard_timeout"] = timeout
+    for name, low, high, what in (("learn_hard_timeout", 1, 65535, "seconds"), ("dscp", 0, 63, "DSCP value"),
+                                  ("vxlan_udp_port", 1, 65535, "UDP port")):
+        if name in given:
+            number = check.integer(f"options.{name}", given[name], low, high, what=what)
+            if number is not None:
+                values[name] = number
     options = Options(**values)
     if options.arp_responder and not options.l2_population:
         check.error("options.arp_responder",
                     "works only with l2_population: true (Neutron turns it off otherwise)")
+    if options.dscp_inherit and options.dscp is not None:
+        check.error("options.dscp", "give dscp or dscp_inherit: true, not both (Neutron would ignore dscp)")
     return options
 
 

@@ -128,7 +128,11 @@ CHANGES = [
     ("options.learn_hard_timeout", 0, "options.learn_hard_timeout: 0 is outside 1..65535"),
     ("options.learn_hard_timeout", 65536, "options.learn_hard_timeout: 65536 is outside 1..65535"),
     ("options.l2pop", True, "options.l2pop: unknown key (known: l2_population, arp_responder, learn_hard_timeout, "
-     "dont_fragment)"),
+     "dont_fragment, tunnel_csum, dscp, dscp_inherit, vxlan_udp_port)"),
+    ("options.dscp", 64, "options.dscp: 64 is outside 0..63"),
+    ("options.dscp_inherit", "yes", "options.dscp_inherit: must be true or false, not the text 'yes'"),
+    ("options.vxlan_udp_port", 0, "options.vxlan_udp_port: 0 is outside 1..65535"),
+    ("options.tunnel_csum", 1, "options.tunnel_csum: must be true or false, not the number 1"),
     ("cookie", 0, "cookie: 0x0 is outside 0x1..0xfffffffffffffffe"),
     ("netwroks", {}, "netwroks: unknown key; did you mean networks?"),
     ("hosts", "DELETE", "hosts: missing"),

@@ -13,6 +13,7 @@ from controller.dbplan import (
     ObservedPort,
     SetTag,
 )
+from flows.config import parse_config
 from tests.unit.helpers import config
 
 CONTROLLER = "tcp:127.0.0.1:6653"
@@ -51,7 +52,8 @@ def test_an_empty_database_gets_both_bridges_the_patch_pair_and_the_tunnel_ports
     ]
     (gre,) = [op for op in result.operations if isinstance(op, AddPort) and op.spec.name == "gre-c0a8640d"]
     assert dict(gre.spec.options) == {"remote_ip": "192.168.100.13", "local_ip": "192.168.100.11",
-                                      "in_key": "flow", "out_key": "flow", "df_default": "true"}
+                                      "in_key": "flow", "out_key": "flow", "df_default": "true",
+                                      "egress_pkt_mark": "0"}
     assert gre.spec.ofport_request == 2
 
 
@@ -64,7 +66,8 @@ def test_a_port_with_the_right_name_but_wrong_options_is_fixed_in_place() -> Non
     wrong = ObservedPort("gre-c0a8640d", "br-tun", "gre", {"remote_ip": "192.168.100.13", "key": "flow"}, 2)
     (operation,) = plan(with_port(seen, wrong)).operations
     assert isinstance(operation, FixPort)
-    assert operation.reason == "options df_default, in_key, key, local_ip, out_key; adopted"
+    assert operation.reason == ("options df_default=true, egress_pkt_mark=0, in_key=flow, local_ip=192.168.100.11, "
+                                "out_key=flow; removes options the config does not give: key=flow; adopted")
 
 
 def test_tunnel_ports_brtun_made_are_deleted_when_the_config_drops_them_others_are_reported() -> None:
@@ -108,3 +111,32 @@ def test_a_bridge_on_another_datapath_type_is_reported_not_recreated() -> None:
     assert result.operations == ()
     assert result.notes == ("br-int runs on the system datapath, not netdev: left as it is "
                             "(changing it would renumber its ports)",)
+
+
+def options_of(config_text: str, name: str) -> dict[str, str]:
+    config = parse_config(config_text)
+    (spec,) = [s for s in dbplan.port_specs(config, config.host("a")) if s.name == name]
+    return dict(spec.options)
+
+
+TWO_HOSTS = """
+networks: {{g: {{type: gre, segmentation_id: 1}}, v: {{type: vxlan, segmentation_id: 2}}}}
+options: {{{options}}}
+hosts:
+  a: {{datapath_id: 1, local_ip: 10.0.0.1, ports: [{{network: g, mac: "fa:16:3e:00:00:01"}},
+                                              {{network: v, mac: "fa:16:3e:00:00:02"}}]}}
+  b: {{datapath_id: 2, local_ip: 10.0.0.2}}
+"""
+
+
+def test_tunnel_options_follow_neutrons_agent_options_with_neutrons_defaults() -> None:
+    base = {"remote_ip": "10.0.0.2", "local_ip": "10.0.0.1", "in_key": "flow", "out_key": "flow",
+            "df_default": "true", "egress_pkt_mark": "0"}
+    assert options_of(TWO_HOSTS.format(options=""), "gre-0a000002") == base
+    assert options_of(TWO_HOSTS.format(options=""), "vxlan-0a000002") == base
+    custom = TWO_HOSTS.format(options="dont_fragment: false, tunnel_csum: true, dscp: 10, vxlan_udp_port: 8472")
+    assert options_of(custom, "gre-0a000002") == {**base, "df_default": "false", "csum": "true", "tos": "40"}
+    assert options_of(custom, "vxlan-0a000002") == {**base, "df_default": "false", "csum": "true", "tos": "40",
+                                                    "dst_port": "8472"}
+    inherit = TWO_HOSTS.format(options="dscp_inherit: true")
+    assert options_of(inherit, "gre-0a000002") == {**base, "tos": "inherit"}
