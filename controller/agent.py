@@ -33,6 +33,7 @@ from controller.metrics import Metrics
 from controller.running import Origin, RunningConfig
 from controller.sessions import Sessions
 from controller.switch import SwitchSession, SwitchTimeout
+from controller.takeover import Takeover
 from controller.worker import Worker
 from flows import br_int
 from flows.config import Config
@@ -55,6 +56,8 @@ class AgentSettings:
     audit_interval: float = 1.0  # how often each table's flow count is checked (the canary)
     config_path: str | None = None
     config_text: str = ""
+    takeover: bool = False  # take over another agent's flows (brtun run --takeover)
+    takeover_cookies: frozenset[int] | None = None  # whose; None: every cookie found at the first read
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Agent:
         self._pending = Pending()
         self._canary = Canary(settings.audit_interval)
         self._worker = Worker(self._round, settings.poll_interval)
+        self._takeover = Takeover(settings.takeover_cookies, settings.takeover)
 
     # ----- lifecycle ----------------------------------------------------
     def start(self) -> None:
@@ -289,8 +293,12 @@ class Agent:
             LOG.warning("%s; will retry", error)
             self._mark(bridge)
             return None
-        result = diff(desired, installed, self.config.cookie)
+        result = self._diff(bridge, desired, installed)
         self.counters.reconciles += 1
+        if result.taken:
+            replaced = sum(1 for change in result.changes if change.kind is Kind.ADD and change.old is not None)
+            LOG.warning("%s: taking over %d flows: %d replaced in place, %d deleted; %d learned kept", bridge,
+                        len(result.taken), replaced, len(result.taken) - replaced, len(result.learned))
         for desired_flow, foreign in result.conflicts:
             LOG.warning("%s: a foreign flow (cookie %#x) holds the place of ours; left alone: %s",
                         bridge, foreign.cookie, desired_flow.render())
@@ -329,6 +337,14 @@ class Agent:
         self._pending.retry(bridge, RETRY_SECONDS)
         return Reconciled(result, tuple(sent.errors))
 
+    def _diff(self, bridge: str, desired: tuple[Flow, ...], installed: Sequence[Flow]) -> Diff:
+        """flows.diff, with the cookies this agent takes over (none unless --takeover)."""
+        result = diff(desired, installed, self.config.cookie)
+        takeover = self._takeover.cookies(bridge, result.foreign)
+        if takeover and any(flow.cookie in takeover for flow in result.foreign):
+            result = diff(desired, installed, self.config.cookie, takeover)
+        return result
+
     def _count_errors(self, bridge: str, session: SwitchSession) -> None:
         new = self._sessions.new_errors(bridge, session)
         self.counters.openflow_errors += new
@@ -358,7 +374,7 @@ class Agent:
             if session is not None:
                 desired = self.desired(name)
                 installed = session.read_flows()
-                result = diff(desired, installed, self.config.cookie)
+                result = self._diff(name, desired, installed)
                 self._record(name, desired, installed, result)
                 figures.update(desired=len(desired), installed=len(installed), learned=len(result.learned),
                                foreign=len(result.foreign), in_sync=result.in_sync)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from controller import inspect, remote, replay, trace
 from controller.launcher import DEFAULT_METRICS_PORT, RunOptions, Tls, default_ovsdb_target, run
+from controller.takeover import parse_cookies
 from flows.config import Config, InvalidConfig, load_config
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
 from flows.flow import render_flows
@@ -78,6 +79,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if any(tls_files) and not all(tls_files):
         print("brtun run: TLS needs all three of --ssl-key, --ssl-cert and --ssl-ca-cert", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        takeover = parse_cookies(args.takeover) if args.takeover is not None else None
+    except ValueError as error:
+        print(f"brtun run: --takeover: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     kind = args.datapath_type if args.datapath_type != "auto" else datapath_type()
     ovsdb = args.ovsdb or default_ovsdb_target()
     control = None if args.control_socket == "none" else (
@@ -86,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           listen_port=listen_port, hub=args.hub, datapath_type=kind, pidfile=args.pidfile,
                           log_file=args.log_file, verbose=args.verbose, control_socket=control,
                           metrics_port=args.metrics_port or None,
-                          tls=Tls(*tls_files) if all(tls_files) else None))
+                          tls=Tls(*tls_files) if all(tls_files) else None,
+                          takeover=args.takeover is not None, takeover_cookies=takeover))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -145,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--ssl-cert", metavar="PEM", help="TLS: the agent's certificate")
     run.add_argument("--ssl-ca-cert", metavar="PEM",
                      help="TLS: the CA certificate the switch's certificate must be signed by")
+    run.add_argument("--takeover", nargs="?", const="all", metavar="COOKIES",
+                     help="take over a br-tun (and br-int) another agent programmed, e.g. Neutron's: flows of these "
+                          "cookies (comma-separated, e.g. 0x8a1b...; default: every cookie found at the first read) "
+                          "that hold a desired flow's place are replaced in place in one bundle, learned ones are "
+                          "kept, the rest deleted; see `brtun diff --from DUMP --takeover`")
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 

@@ -251,6 +251,14 @@ def _plan_bridge(spec: BridgeSpec, seen: ObservedBridge | None, operations: list
         notes.append(f"{spec.name} runs on the {seen.datapath_type or 'system'} datapath, not "
                      f"{spec.datapath_type}: left as it is (changing it would renumber its ports)")
     controller_right = seen.controllers == (spec.controller,)
+    # Open vSwitch drops every flow of a bridge whose datapath ID changes, or that gets its first
+    # controller: say so, since a switch programmed by someone else (a takeover) loses its flows
+    # until the agent has installed its own.
+    if seen.other_config.get("datapath-id", spec.other_config["datapath-id"]) != spec.other_config["datapath-id"]:
+        notes.append(f"{spec.name}'s datapath ID changes from {seen.other_config['datapath-id']} to "
+                     f"{spec.other_config['datapath-id']}: Open vSwitch drops its flows; brtun installs its own")
+    if not seen.controllers:
+        notes.append(f"{spec.name} gets its first controller: Open vSwitch drops its flows; brtun installs its own")
     right = (seen.fail_mode == "secure" and seen.protocols == PROTOCOLS and controller_right
              and all(seen.other_config.get(k) == v for k, v in spec.other_config.items()))
     if not right:

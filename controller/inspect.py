@@ -15,6 +15,7 @@ import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from controller.takeover import parse_cookies
 from flows import tables
 from flows.actions import Learn
 from flows.annotate import Annotation, annotate, context
@@ -69,6 +70,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                             "port numbers (normalises ofports)")
     check.add_argument("--ignore-cookies", action="store_true",
                        help="treat every cookie as brtun's (a Neutron dump has its own random cookie)")
+    check.add_argument("--takeover", nargs="?", const="all", metavar="COOKIES",
+                       help="report what `brtun run --takeover` would do with the flows of these cookies "
+                            "(default: every other cookie in the bridge): replaced in place, deleted, learned kept")
     check.set_defaults(func=cmd_diff)
 
 
@@ -226,7 +230,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
         cookie = src.config.cookie
         installed = [replace(f, cookie=cookie, actions=tuple(replace(a, cookie=cookie) if isinstance(a, Learn)
                                                              else a for a in f.actions)) for f in installed]
-    result = diff(desired, installed, src.config.cookie)
+    try:
+        named = parse_cookies(args.takeover) if args.takeover is not None else frozenset()
+    except ValueError as error:
+        print(f"brtun diff: --takeover: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    takeover = named if named is not None else frozenset(f.cookie for f in installed) - {src.config.cookie}
+    result = diff(desired, installed, src.config.cookie, takeover)
+    taken = [c for c in result.changes if c.reason.startswith("taken over")]
+    result = replace(result, changes=tuple(c for c in result.changes if c not in taken))
     missing, different, extra = (result.of_kind(k) for k in (Kind.ADD, Kind.MODIFY, Kind.DELETE))
     stale = [c for c in extra if c.reason.startswith("stale")]
     extra = tuple(c for c in extra if not c.reason.startswith("stale"))
@@ -238,6 +250,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
         ("stale learned flows (their network or tunnel port is gone)", [("-", c.flow) for c in stale]),
         ("foreign flows in the place of desired ones", [("!", f) for f, _ in result.conflicts]),
     ]
+    if args.takeover is not None:
+        cookies = ", ".join(f"{cookie:#x}" for cookie in sorted(takeover)) or "none"
+        sections += [
+            (f"taken over in place (cookie {cookies} -> {src.config.cookie:#x}; same table, priority, match)",
+             [(">", c.flow) for c in taken if c.kind is Kind.ADD]),
+            ("taken over and deleted (not in the config)", [("-", c.flow) for c in taken if c.kind is Kind.DELETE]),
+        ]
     for title, lines in sections:
         print(f"{title}: {len(lines)}")
         for sign, flow in sorted(lines, key=lambda item: item[1].sort_key()):
@@ -250,6 +269,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
     print(f"foreign flows (other cookies, never touched): {len(result.foreign)}")
     for flow in sorted_flows(result.foreign):
         print(f"  ? {flow.render().strip()}")
-    differs = bool(missing or extra or different or stale or result.conflicts)
+    differs = bool(missing or extra or different or stale or result.conflicts or taken)
     print("DIFFERENT" if differs else "IN SYNC")
     return EXIT_FAILED if differs else EXIT_OK

@@ -42,6 +42,8 @@ class RunOptions:
     control_socket: str | None = None
     metrics_port: int | None = None  # None: no metrics endpoint
     tls: Tls | None = None
+    takeover: bool = False
+    takeover_cookies: frozenset[int] | None = None  # None: every cookie found at the first read
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ def run(options: RunOptions) -> int:
     controller = f"{scheme}:{options.listen_host}:{options.listen_port}"
     metrics = Metrics()
     agent = Agent(AgentSettings(config, options.host, options.ovsdb, controller, options.datapath_type,
-                                config_path=os.path.abspath(options.config_path), config_text=config_text),
+                                config_path=os.path.abspath(options.config_path), config_text=config_text,
+                                takeover=options.takeover, takeover_cookies=options.takeover_cookies),
                   metrics)
     control = ControlServer(options.control_socket, lambda request: ops.handle(agent, request)) \
         if options.control_socket else None

@@ -68,8 +68,9 @@ class Change:
 class Diff:
     changes: tuple[Change, ...] = ()
     foreign: tuple[Flow, ...] = ()  # other cookies: never touched
-    learned: tuple[Flow, ...] = ()  # learned flows kept
+    learned: tuple[Flow, ...] = ()  # learned flows kept (a taken-over cookie's among them)
     conflicts: tuple[tuple[Flow, Flow], ...] = field(default=())  # (desired, foreign in its place)
+    taken: tuple[Flow, ...] = ()  # flows of a taken-over cookie that the changes replace or delete
 
     @property
     def in_sync(self) -> bool:
@@ -136,7 +137,15 @@ def _by_encoding(desired: tuple[Flow, ...]) -> dict[StatsKey, Flow]:
     return index
 
 
-def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int) -> Diff:
+def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int,
+         takeover: frozenset[int] = frozenset()) -> Diff:
+    """The changes that make `installed` hold `desired`.
+
+    `takeover`: other cookies whose flows become ours (a node Neutron's agent
+    programmed, `brtun run --takeover`): such a flow where a desired flow
+    belongs is replaced in place (an add of the same table, priority and
+    match: the switch swaps it atomically, no packet sees a gap), a learned
+    one is kept unless stale, and the rest is deleted."""
     desired = tuple(desired)
     left = desired  # desired flows not yet known to be installed unchanged
     if isinstance(installed, InstalledFlows):
@@ -149,28 +158,35 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int) -> Dif
     present: set[FlowKey] = set()
     wiring: _Wiring | None = None
     adds, modifies, deletes = [], [], []
-    foreign, learned, conflicts = [], [], []
+    foreign, learned, conflicts, taken = [], [], [], []
     for flow in installed:
         target = wanted.get(flow.key)
-        if flow.cookie != cookie:
+        theirs = flow.cookie != cookie
+        if theirs and flow.cookie not in takeover:
             foreign.append(flow)
             if target is not None:
                 conflicts.append((target, flow))
                 present.add(flow.key)
             continue
-        if target is None and is_learned(flow, cookie):
+        whose = f"taken over from cookie {flow.cookie:#x}: " if theirs else ""
+        if target is None and is_learned(flow, flow.cookie):
             wiring = wiring or _wiring(desired)
             reason = stale_reason(flow, wiring)
             if reason is None:
                 learned.append(flow)
             else:
-                deletes.append(Change(Kind.DELETE, flow, reason=f"stale learned flow: {reason}"))
+                deletes.append(Change(Kind.DELETE, flow, reason=f"{whose}stale learned flow: {reason}"))
+                taken += [flow] if theirs else []
             continue
         if target is None:
-            deletes.append(Change(Kind.DELETE, flow, reason="not in the desired pipeline"))
+            deletes.append(Change(Kind.DELETE, flow, reason=f"{whose}not in the desired pipeline"))
+            taken += [flow] if theirs else []
             continue
         present.add(flow.key)
-        if not target.same_effect(flow):
+        if theirs:
+            adds.append(Change(Kind.ADD, target, old=flow, reason=f"{whose}replaced in place"))
+            taken.append(flow)
+        elif not target.same_effect(flow):
             modifies.append(Change(Kind.MODIFY, target, old=flow))
     for flow in left:
         if flow.key not in present:
@@ -181,4 +197,4 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int) -> Dif
     adds.sort(key=lambda c: (-c.flow.table, -c.flow.priority))
     modifies.sort(key=lambda c: (-c.flow.table, -c.flow.priority, c.flow.render()))
     deletes.sort(key=lambda c: (c.flow.table, -c.flow.priority, c.flow.render()))
-    return Diff(tuple(adds + modifies + deletes), tuple(foreign), tuple(learned), tuple(conflicts))
+    return Diff(tuple(adds + modifies + deletes), tuple(foreign), tuple(learned), tuple(conflicts), tuple(taken))

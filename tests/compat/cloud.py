@@ -13,7 +13,7 @@ goes away.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from controller import dbplan
 from flows import naming
@@ -36,10 +36,18 @@ def port_id(host: str, index: int) -> str:
     return f"{host}-port{index}"
 
 
+# (host, port name, the columns Neutron gives it) -> the ofport the switch assigns
+Assign = Callable[[str, str, dict[str, object]], int]
+
+
 class NeutronCloud:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, cookie: int | None = None, assign: Assign | None = None) -> None:
+        """`cookie`: the agents' (default brtun's, so flows compare as they are); `assign`: how the
+        switch numbers a port Neutron adds (default: brtun's requested number, one switch for both)."""
         configure()
         self.config = config
+        self.cookie = config.cookie if cookie is None else cookie
+        self._assign = assign
         endpoints = {tunnel_type: [h.local_ip for h in config.hosts if tunnel_type in h.tunnel_types]
                      for tunnel_type in ("gre", "vxlan", "geneve")}
         self.agents = {host.name: self._agent(host, endpoints) for host in config.hosts}
@@ -49,9 +57,14 @@ class NeutronCloud:
         options = self.config.options
         segment = {network.name: network.segmentation_id for network in self.config.networks}
         vlans = {(name, segment[name]): vlan for name, vlan in local_vlans(host, self.config).items()}
-        ofports = requested_ofports(host, self.config)
-        return NeutronAgent(host.name, host.local_ip, host.tunnel_types, options, self.config.cookie,
-                            ofports[naming.PATCH_INT], ofports, vlans, endpoints)
+        requested = requested_ofports(host, self.config)
+        assign = self._assign
+
+        def ofport(name: str, columns: dict[str, object]) -> int:
+            return assign(host.name, name, columns) if assign is not None else requested[name]
+
+        return NeutronAgent(host.name, host.local_ip, host.tunnel_types, options, self.cookie,
+                            requested[naming.PATCH_INT], ofport, vlans, endpoints)
 
     # ----- events ---------------------------------------------------------------------
     def start(self, plug: bool = True) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from ovshost.privateovs import PrivateOvs
-from tests.integration.conftest import RUN_ROOT, require_environment
+from tests.integration.conftest import RUN_ROOT, private_ovs, require_environment  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import contextlib
 import json
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,14 +68,14 @@ class Sent:
 class TunnelBridge(br_tun.OVSTunnelBridge):
     """Neutron's native br-tun with the switch replaced at its two boundaries: OpenFlow and OVSDB."""
 
-    def __init__(self, cookie: int, ofports: dict[str, int]) -> None:  # no OVSDB connection to make
+    def __init__(self, cookie: int, ofports: Callable[[str, dict[str, Any]], int]) -> None:  # no OVSDB to reach
         self.br_name = "br-tun"
         self._default_cookie = cookie
         self._reserved_cookies: set[int] = set()
         self.active_bundles: set[int] = set()
         self.messages: list[Sent] = []  # in the order Neutron sent them
         self.ports: dict[str, dict[str, Any]] = {}  # name -> the columns Neutron set
-        self._ofports = ofports  # what the switch would assign (brtun's requested numbers)
+        self._ofports = ofports  # (port name, its columns) -> the ofport the switch assigns
 
     def _get_dp(self) -> tuple[Any, Any, Any]:
         return DATAPATH, DATAPATH.ofproto, DATAPATH.ofproto_parser
@@ -93,7 +93,7 @@ class TunnelBridge(br_tun.OVSTunnelBridge):
     def add_port(self, port_name: str, *interface_attr_tuples: Any) -> int:
         self.ports[port_name] = {key: dict(value) if isinstance(value, dict) else value
                                  for key, value in interface_attr_tuples}
-        return self._ofports[port_name]
+        return self._ofports(port_name, self.ports[port_name])
 
     def delete_port(self, port_name: str) -> None:
         self.ports.pop(port_name, None)
@@ -151,7 +151,8 @@ class NeutronAgent:
     """One host's OVSNeutronAgent, its tunnel bridge and its local VLAN map."""
 
     def __init__(self, host: str, local_ip: str, tunnel_types: tuple[str, ...], options: Options, cookie: int,
-                 patch_int_ofport: int, ofports: dict[str, int], vlans: dict[tuple[str, int], int],
+                 patch_int_ofport: int, ofports: Callable[[str, dict[str, Any]], int],
+                 vlans: dict[tuple[str, int], int],
                  endpoints: dict[str, list[str]]) -> None:
         agent = object.__new__(ovs_neutron_agent.OVSNeutronAgent)  # __init__ would connect to OVSDB and RPC
         agent.conf = cfg.CONF

@@ -39,15 +39,18 @@ def _receive(sock: socket.socket, size: int) -> bytes:
 
 
 class NeutronSwitch:
-    """One bridge on a private Open vSwitch that replays a host's Neutron flow-mods from empty."""
+    """A bridge of a private Open vSwitch that takes a host's Neutron flow-mods (by default a
+    scratch bridge of its own, replayed from empty for each comparison)."""
 
-    def __init__(self, ovs: PrivateOvs) -> None:
+    def __init__(self, ovs: PrivateOvs, bridge: str = BRIDGE, create: bool = True) -> None:
         self.ovs = ovs
-        ovs.add_bridge(BRIDGE, "fail_mode=secure", "protocols=OpenFlow13", datapath="dummy")
+        self.bridge = bridge
+        if create:
+            ovs.add_bridge(bridge, "fail_mode=secure", "protocols=OpenFlow13", datapath="dummy")
 
     def replay(self, messages: Sequence[Sent]) -> list[Flow]:
         """The flows the bridge holds after these messages, starting from no flow at all."""
-        self.ovs.ofctl("del-flows", BRIDGE)
+        self.ovs.ofctl("del-flows", self.bridge)
         self.send(messages)
         return self.flows()
 
@@ -57,7 +60,7 @@ class NeutronSwitch:
             return
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(20)
-            sock.connect(str(self.ovs.rundir / f"{BRIDGE}.mgmt"))
+            sock.connect(str(self.ovs.rundir / f"{self.bridge}.mgmt"))
             sock.sendall(HEADER.pack(ofp.OFP_VERSION, ofp.OFPT_HELLO, 8, 1))
             sent = {message.xid: message.text for message in messages}
             barrier = max(sent) + 1
@@ -78,7 +81,7 @@ class NeutronSwitch:
     def add(self, flows: Sequence[Flow]) -> None:
         """Flows written by someone else (a learn action), as ovs-ofctl adds them."""
         for flow in flows:
-            self.ovs.ofctl("add-flow", BRIDGE, flow.render().strip())
+            self.ovs.ofctl("add-flow", self.bridge, flow.render().strip())
 
     def flows(self) -> list[Flow]:
-        return parse_dump(self.ovs.ofctl("--no-stats", "dump-flows", BRIDGE))
+        return parse_dump(self.ovs.ofctl("--no-stats", "dump-flows", self.bridge))

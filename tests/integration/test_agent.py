@@ -23,7 +23,7 @@ from tests.integration.helpers import FlowMonitor, dump, rendered, wait_until
 pytestmark = pytest.mark.integration
 EXAMPLE = CONFIGS / "example.yaml"
 NEUTRON_GRE = {"remote_ip": "192.168.100.13", "local_ip": "192.168.100.11", "in_key": "flow",
-               "out_key": "flow", "df_default": "true"}
+               "out_key": "flow", "df_default": "true", "egress_pkt_mark": "0"}
 
 
 @pytest.fixture
@@ -92,8 +92,9 @@ def test_existing_ports_are_adopted_fixed_or_left_alone(agent: AgentProcess) -> 
                for name in ("patch-int", "gre-c0a8640d", "vxlan-c0a8640c", "gre-0a636363")}
     assert ofports == {"patch-int": 41, "gre-c0a8640d": 42, "vxlan-c0a8640c": 43, "gre-0a636363": 44}
     assert options(ovs, "vxlan-c0a8640c") == {**NEUTRON_GRE, "remote_ip": "192.168.100.12"}
-    assert ("fix vxlan-c0a8640c on br-tun: options df_default, in_key, key, local_ip, out_key, remote_ip; "
-            "adopted") in log
+    assert ("fix vxlan-c0a8640c on br-tun: options df_default=true, egress_pkt_mark=0, in_key=flow, "
+            "local_ip=192.168.100.11, out_key=flow, remote_ip=192.168.100.12; removes options the config does not "
+            "give: key=flow; adopted") in log
     assert "fix gre-c0a8640d on br-tun: adopted" in log  # right options: only marked as ours
     assert "gre-0a636363 on br-tun is not a tunnel port of this config: left alone" in log
     assert dump(ovs, "br-tun") == expected_br_tun(EXAMPLE, "compute1", {

@@ -140,3 +140,14 @@ def test_tunnel_options_follow_neutrons_agent_options_with_neutrons_defaults() -
                                                     "dst_port": "8472"}
     inherit = TWO_HOSTS.format(options="dscp_inherit: true")
     assert options_of(inherit, "gre-0a000002") == {**base, "tos": "inherit"}
+
+
+def test_a_change_that_makes_open_vswitch_drop_a_bridges_flows_is_said() -> None:
+    seen = converged()
+    alone = ObservedBridge("br-tun", "netdev", "secure", ("OpenFlow13",),
+                           {"datapath-id": "0000000000000b09", "disable-in-band": "true"}, ())
+    result = plan(Observed({**seen.bridges, "br-tun": alone}, seen.ports))
+    assert result.notes == (
+        "br-tun's datapath ID changes from 0000000000000b09 to 0000000000000b01: Open vSwitch drops its flows; "
+        "brtun installs its own",
+        "br-tun gets its first controller: Open vSwitch drops its flows; brtun installs its own")

@@ -159,3 +159,36 @@ def test_changing_a_segmentation_id_modifies_in_place_and_drops_learned_flows_of
     assert NET1_LEARNED in [c.flow for c in result.of_kind(Kind.DELETE)]
     assert any(c.flow.table == 3 and c.flow.match.value("tun_id") == 1002 for c in result.of_kind(Kind.ADD))
     assert any(c.flow.table == 22 for c in result.of_kind(Kind.MODIFY))
+
+
+NEUTRON = 0x8A1B2C3D4E5F6071  # a cookie Neutron's agent picked at its start
+
+
+def as_neutrons(flow: Flow) -> Flow:
+    """The same flow with Neutron's cookie (its learn action's cookie too)."""
+    from dataclasses import replace
+
+    from flows.actions import Learn
+    return replace(flow, cookie=NEUTRON, actions=tuple(replace(a, cookie=NEUTRON) if isinstance(a, Learn) else a
+                                                       for a in flow.actions))
+
+
+def test_a_takeover_replaces_each_of_neutrons_flows_in_place_deletes_the_rest_and_keeps_learned_ones() -> None:
+    ours = example()
+    theirs = [as_neutrons(flow) for flow in ours[:-1]]  # Neutron lacks one of ours
+    extra = parse_flow(f" cookie={NEUTRON:#x}, table=21, priority=1,arp,dl_vlan=9,arp_tpa=10.9.9.9 actions=drop")
+    their_learned = learned(1, "fa:16:3e:aa:00:01", 1001, 2, cookie=NEUTRON)
+    their_stale = learned(7, "fa:16:3e:aa:00:07", 77, 2, cookie=NEUTRON)
+    installed = [*theirs, extra, their_learned, their_stale, FOREIGN]
+    assert diff(ours, installed, COOKIE).conflicts  # without a takeover: foreign, in our place, left alone
+    result = diff(ours, installed, COOKIE, frozenset({NEUTRON}))
+    replaced = [c for c in result.changes if c.kind is Kind.ADD and c.old is not None]
+    assert all(c.old == as_neutrons(c.flow) for c in replaced)  # each replaced by its own, in place
+    assert {c.old for c in replaced} == set(theirs) and all(c.command == "add" for c in replaced)
+    assert [c.flow for c in result.changes if c.kind is Kind.ADD and c.old is None] == [ours[-1]]
+    deleted = {c.flow for c in result.changes if c.kind is Kind.DELETE}
+    assert deleted == {extra, their_stale}  # deleted by their cookie (strict, cookie-masked)
+    assert result.learned == (their_learned,) and result.foreign == (FOREIGN,) and not result.conflicts
+    assert set(result.taken) == {*theirs, extra, their_stale}
+    kinds = [c.kind for c in result.changes]
+    assert kinds == sorted(kinds, key=[Kind.ADD, Kind.MODIFY, Kind.DELETE].index)  # one bundle, adds first
