@@ -71,6 +71,27 @@ def generate(flows: int, hosts: int = 16) -> dict[str, Any]:
     return config
 
 
+def cloud(hosts: int, networks: int = 200, ports: int = 10) -> dict[str, Any]:
+    """A wide cloud rather than a full host: `hosts` hosts with `ports` VM ports each, spread over
+    `networks` networks (GRE and VXLAN), l2population and the ARP responder on; what `brtun check`
+    of a 2,000-host config is measured on (tests/unit/test_hostile_configs.py)."""
+    config: dict[str, Any] = {"options": {"l2_population": True, "arp_responder": True},
+                              "networks": {f"n{i}": {"type": "gre" if i % 2 == 0 else "vxlan", "segmentation_id": i + 1}
+                                           for i in range(networks)}, "hosts": {}}
+    for host in range(hosts):
+        host_ports = []
+        for port in range(ports):
+            serial = host * ports + port
+            high, middle, low = serial >> 16 & 0xFF, serial >> 8 & 0xFF, serial & 0xFF
+            host_ports.append({"network": f"n{serial % networks}", "mac": f"fa:16:3e:{high:02x}:{middle:02x}:{low:02x}",
+                               "ip": f"10.{high}.{middle}.{low}"})
+        address = host + 1
+        config["hosts"][f"h{host}"] = {"datapath_id": 0x1000 + host,
+                                       "local_ip": f"10.200.{address >> 8 & 0xFF}.{address & 0xFF}",
+                                       "ports": host_ports}
+    return config
+
+
 def write(flows: int, path: Path, hosts: int = 16) -> Config:
     """Write the config to `path` and return it, validated as the agent will read it."""
     text = yaml.safe_dump(generate(flows, hosts), default_flow_style=None, sort_keys=False, width=200)

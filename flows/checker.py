@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows import naming
-from flows.yamlsource import Source
+from flows.yamlsource import HugeNumber, Source
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
@@ -43,7 +43,9 @@ def _describe(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the text {value!r}"
+        return f"the text {value[:60]!r}" + ("..." if len(value) > 60 else "")
+    if isinstance(value, HugeNumber):
+        return str(value)
     return f"the number {value!r}"
 
 
@@ -132,19 +134,26 @@ class Checker:
 
     def integer(self, path: str, value: object, low: int, high: int, *, hex_text: bool = False,
                 what: str = "value") -> int | None:
+        limits = f"{low:#x}..{high:#x}" if hex_text else f"{low}..{high}"
+        if isinstance(value, HugeNumber):
+            self.error(path, f"{value} is outside {limits}")
+            return None
         if isinstance(value, str) and hex_text:
             digits = value.lower().removeprefix("0x").replace(":", "")
+            if len(digits) > 32 and _is_hex(digits):
+                self.error(path, f"a hexadecimal number of {len(digits):,} digits is outside {limits}")
+                return None
             try:
                 value = int(digits, 16)
             except ValueError:
-                self.error(path, f"{value!r} is not a hexadecimal {what}")
+                shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+                self.error(path, f"{shown} is not a hexadecimal {what}")
                 return None
         if isinstance(value, bool) or not isinstance(value, int):
             self._wrong(path, value, f"a whole number ({what})")
             return None
         if not low <= value <= high:
             shown = f"{value:#x}" if hex_text else str(value)
-            limits = f"{low:#x}..{high:#x}" if hex_text else f"{low}..{high}"
             dead = what == "local VLAN" and value == naming.DEAD_VLAN
             extra = f" ({naming.DEAD_VLAN} is Neutron's dead VLAN)" if dead else ""
             self.error(path, f"{shown} is outside {limits}{extra}")

@@ -8,6 +8,8 @@ must be fixed, and nothing is applied while any error remains.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -123,12 +125,23 @@ _PORT_KEYS = ("network", "mac", "ip", "name")
 
 def load_config(path: str) -> Config:
     """Read and validate a config file; raise InvalidConfig listing every problem."""
+    return parse_config(read_config_text(path))
+
+
+def read_config_text(path: str) -> str:
+    """A config file's text: at most yamlsource.MAX_BYTES of UTF-8 (InvalidConfig otherwise)."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size  # 0 for a pipe: then only what is read counts
+            data = b"" if size > yamlsource.MAX_BYTES else stream.read(yamlsource.MAX_BYTES + 1)
     except OSError as error:
         raise InvalidConfig([ConfigError(path, f"cannot read: {error.strerror}")]) from None
-    return parse_config(text)
+    try:
+        if size > yamlsource.MAX_BYTES:
+            raise yamlsource.too_large(size)
+        return yamlsource.decode(data)
+    except yamlsource.YamlError as error:
+        raise InvalidConfig([ConfigError("(file)", str(error), error.line)]) from None
 
 
 def parse_config(text: str) -> Config:
@@ -153,8 +166,7 @@ def validate(source: yamlsource.Source) -> Config:
     networks = _networks(check, top.get("networks"))
     hosts = _hosts(check, top.get("hosts"), networks)
     _check_unique_addresses(check, hosts)
-    for host in hosts:
-        _check_ofports(check, host, hosts)
+    _check_all_ofports(check, hosts)
     if check.errors:
         raise InvalidConfig(check.errors)
     return Config(cookie, options, tuple(networks.values()), tuple(hosts), top.get("testbed"))
@@ -362,6 +374,45 @@ def possible_tunnel_ports(host: Host, hosts: list[Host] | tuple[Host, ...]) -> d
     return result
 
 
+MAX_OFPORT_ERRORS = 8  # per host: a config where every endpoint collides would otherwise say it H x H times
+
+
+def _check_all_ofports(check: Checker, hosts: list[Host]) -> None:
+    """Each host's ofports, as `_check_ofports` checks them, in time linear in the hosts: the
+    endpoints are indexed once by the number the default rule gives them (type, low 12 bits of
+    the address); a host without explicit ofports can only collide inside one such number, so
+    its errors come from the index.  Only a host with explicit ofports is checked port by port."""
+    numbers: dict[tuple[str, int], list[tuple[str, Host]]] = {}
+    for host in hosts:
+        address = int(ipaddress.IPv4Address(host.local_ip))
+        for tunnel_type in host.tunnel_types:
+            numbers.setdefault((tunnel_type, address & 0xFFF), []).append(
+                (f"{tunnel_type}-{address:08x}", host))
+    crowded = [(tunnel_type, sorted(members, key=lambda m: m[0]))
+               for (tunnel_type, _), members in numbers.items() if len(members) > 1]
+    for host in hosts:
+        if host.ofports:
+            _check_ofports(check, host, hosts)
+            continue
+        found: list[tuple[str, str]] = []  # (the later port's name, the error), in the order of names
+        collisions = 0
+        for tunnel_type, members in crowded:
+            if tunnel_type not in host.tunnel_types:
+                continue
+            names = [name for name, other in members if other is not host]
+            if len(names) < 2:
+                continue
+            collisions += len(names) - 1
+            number = naming.default_ofport(names[0])
+            found += [(name, f"the default rule gives {names[0]} and {name} the same ofport {number}; "
+                             "give them distinct explicit ofports") for name in names[1:MAX_OFPORT_ERRORS + 1]]
+        for _, message in sorted(found)[:MAX_OFPORT_ERRORS]:
+            check.error(f"hosts.{host.name}.ofports", message)
+        if collisions > MAX_OFPORT_ERRORS:
+            check.error(f"hosts.{host.name}.ofports",
+                        f"... and {collisions - MAX_OFPORT_ERRORS:,} more ports sharing an ofport")
+
+
 def _check_ofports(check: Checker, host: Host, hosts: list[Host]) -> None:
     """Explicit ofports must name real ports; final numbers must be distinct."""
     path = f"hosts.{host.name}.ofports"
@@ -373,14 +424,19 @@ def _check_ofports(check: Checker, host: Host, hosts: list[Host]) -> None:
             check.error(f"{path}.{name}", "no such port on this host's br-tun (its ports: "
                         + ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "") + ")")
     owner: dict[int, str] = {}
+    collisions = 0
     for name in [naming.PATCH_INT, *sorted(possible)]:
         number = explicit.get(name) or naming.default_ofport(name)
-        if number in owner:
+        if number not in owner:
+            owner[number] = name
+            continue
+        collisions += 1
+        if collisions <= MAX_OFPORT_ERRORS:
             rule = "set" if name in explicit else "the default rule gives"
             check.error(path, f"{rule} {owner[number]} and {name} the same ofport {number}; "
                         "give them distinct explicit ofports")
-        else:
-            owner[number] = name
+    if collisions > MAX_OFPORT_ERRORS:
+        check.error(path, f"... and {collisions - MAX_OFPORT_ERRORS:,} more ports sharing an ofport")
 
 
 def _check_unique_addresses(check: Checker, hosts: list[Host]) -> None:

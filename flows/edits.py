@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from flows import naming
+from flows import naming, yamlsource
 
 Raw = dict[str, Any]
 
@@ -131,8 +131,14 @@ def apply_edit(text: str, host: str, edit: str, args: dict[str, Any]) -> str:
         raise EditError(f"unknown edit {edit!r} (known: {', '.join(EDITS)})")
     if not isinstance(args, dict):
         raise EditError("the edit's arguments must be a JSON object")
-    raw = yaml.safe_load(text)
+    try:
+        raw = yamlsource.load(text).data
+    except yamlsource.YamlError as error:
+        raise EditError(f"the current config cannot be read: {error}") from None
     if not isinstance(raw, dict):
         raise EditError("the current config is not a mapping")
     action(raw, host, args)
-    return yaml.safe_dump(raw, sort_keys=False)
+    try:
+        return yaml.safe_dump(raw, sort_keys=False)
+    except yaml.YAMLError as error:
+        raise EditError(f"the edited config cannot be written: {error}") from None

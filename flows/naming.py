@@ -34,7 +34,7 @@ IFNAME_MAX = 15
 TYPE_DIGIT = {"gre": 1, "vxlan": 2, "geneve": 3}
 
 
-@functools.lru_cache(maxsize=4096)  # pure, and asked for every port of every host on each change
+@functools.lru_cache(maxsize=65536)  # pure, and asked for every port of every host on each change
 def tunnel_port_name(tunnel_type: str, remote_ip: str) -> str:
     return f"{tunnel_type}-{int(ipaddress.IPv4Address(remote_ip)):08x}"
 
@@ -55,8 +55,10 @@ def default_ofport(port_name: str) -> int:
     """The ofport brtun requests for a port it creates (see the module docstring)."""
     if port_name == PATCH_INT:
         return PATCH_INT_OFPORT
-    parsed = parse_tunnel_port_name(port_name)
-    if parsed is None:
+    tunnel_type, dash, hex_ip = port_name.rpartition("-")
+    if not dash or tunnel_type not in TYPE_DIGIT or len(hex_ip) != 8 or not _HEX.issuperset(hex_ip):
         raise ValueError(f"{port_name!r} is not a br-tun port name")
-    tunnel_type, remote_ip = parsed
-    return 0x1000 * TYPE_DIGIT[tunnel_type] + (int(ipaddress.IPv4Address(remote_ip)) & 0xFFF)
+    return 0x1000 * TYPE_DIGIT[tunnel_type] + (int(hex_ip, 16) & 0xFFF)
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")

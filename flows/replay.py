@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from flows import fields
+from flows import fields, yamlsource
 from flows.actions import Load, Output
 from flows.config import Config, InvalidConfig, load_config, validate
 from flows.diff import diff
@@ -167,9 +165,13 @@ def _show(name: str, value: int) -> str:
 
 def load_case(path: Path) -> Case:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise CaseError(f"{path}: cannot read the case: {error}") from None
+        with path.open("rb") as stream:
+            data = yamlsource.load(yamlsource.decode(stream.read(yamlsource.MAX_BYTES + 1))).data
+    except OSError as error:
+        raise CaseError(f"{path}: cannot read the case: {error.strerror}") from None
+    except yamlsource.YamlError as error:
+        where = f" (line {error.line})" if error.line else ""
+        raise CaseError(f"{path}: cannot read the case: {error}{where}") from None
     if not isinstance(data, dict):
         raise CaseError(f"{path}: a case is a mapping with config, host and packets")
     return case_from_data(data, path.parent, default_name=path.stem)
