@@ -116,9 +116,12 @@ class Change:
     planned: transition.Steps
 
     @classmethod
-    def proposed(cls, agent: ChangeTarget, text: str, path: str | None = None, edit: str | None = None) -> Change:
-        """The change to `text`, checked as `brtun apply` checks it; Rejected if it cannot be made."""
-        new = _parse(text)
+    def proposed(cls, agent: ChangeTarget, text: str, path: str | None = None, edit: str | None = None,
+                 parsed: Config | None = None) -> Change:
+        """The change to `text`, checked as `brtun apply` checks it; Rejected if it cannot be made.
+
+        `parsed` is `text` already parsed and validated (by the agent's bounded parser child)."""
+        new = parsed if parsed is not None else _parse(text)
         old, origin, host = agent.config, agent.origin, agent.host_name
         problems = running_checks(host, old, new)
         if problems:
@@ -230,13 +233,14 @@ def _carry_out(agent: ChangeTarget, old: Config, new: Config, progress: _Progres
     return summary
 
 
-def preview(agent: ChangeTarget, text: str) -> dict[str, Any]:
+def preview(agent: ChangeTarget, text: str, parsed: Config | None = None) -> dict[str, Any]:
     """The dry run of `brtun apply --dry-run` and `brtun edit --dry-run`."""
-    return Change.proposed(agent, text).preview(agent)
+    return Change.proposed(agent, text, parsed=parsed).preview(agent)
 
 
-def apply(agent: ChangeTarget, text: str, path: str | None, edit: str | None = None) -> dict[str, Any]:
-    return Change.proposed(agent, text, path, edit).apply(agent)
+def apply(agent: ChangeTarget, text: str, path: str | None, edit: str | None = None,
+          parsed: Config | None = None) -> dict[str, Any]:
+    return Change.proposed(agent, text, path, edit, parsed).apply(agent)
 
 
 def reload(agent: ChangeTarget) -> dict[str, Any]:
@@ -257,8 +261,19 @@ def edit(agent: ChangeTarget, name: str, args: dict[str, Any], dry_run: bool) ->
         text = edits.apply_edit(agent.origin.text, agent.host_name, name, args)
     except edits.EditError as error:
         raise Rejected([f"{name}: {error}"]) from None
+    return edited(agent, name, args, dry_run, text)
+
+
+def edited(agent: ChangeTarget, name: str, args: dict[str, Any], dry_run: bool, text: str,
+           parsed: Config | None = None) -> dict[str, Any]:
+    """The dry run or the change of an edit whose result is `text` (and `parsed`, if already parsed)."""
     described = f"{name} {' '.join(f'{k}={v}' for k, v in sorted(args.items()))}"
     try:
-        return preview(agent, text) if dry_run else apply(agent, text, None, edit=described)
-    except Rejected as rejected:  # line numbers would point into text nobody wrote
-        raise Rejected([re.sub(r" \(line \d+\)$", "", error) for error in rejected.errors]) from None
+        return preview(agent, text, parsed) if dry_run else apply(agent, text, None, edit=described, parsed=parsed)
+    except Rejected as rejected:
+        raise without_lines(rejected) from None
+
+
+def without_lines(rejected: Rejected) -> Rejected:
+    """An edit's errors: line numbers would point into text nobody wrote."""
+    return Rejected([re.sub(r" \(line \d+\)$", "", error) for error in rejected.errors])

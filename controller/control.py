@@ -5,21 +5,36 @@ unlike an abstract socket or a TCP port it is reachable from every network
 namespace (the testbed's hosts are namespaces).  A request is one JSON object
 on one line, at most MAX_REQUEST bytes; anything else gets an error reply and
 changes nothing.  The client side (`request`) is what `brtun` uses.
+
+Nothing a client does can take the socket away: at most MAX_CONNECTIONS are
+served at once (the rest wait in the kernel's backlog, holding none of the
+agent's file descriptors); a request must arrive whole within
+REQUEST_SECONDS, however slowly its bytes trickle in, and its reply be taken
+within REPLY_SECONDS; an accept that fails (no file descriptor left, say) is
+logged and retried, never the end of the loop.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 LOG = logging.getLogger("brtun.control")
 MAX_REQUEST = 1 << 20  # a config of thousands of ports fits; a runaway client does not
-READ_TIMEOUT = 10.0
+MAX_CONNECTIONS = 32  # served at once; each may hold a request of MAX_REQUEST bytes
+REQUEST_SECONDS = 10.0  # from accept to the request's last byte
+REPLY_SECONDS = 30.0  # for the client to take its reply
+BACKLOG = 64
+ACCEPT_RETRY = (0.05, 2.0)  # first and longest pause after a failed accept
+ACCEPT_LOG_SECONDS = 10.0  # one line per kind of accept failure in this long
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -38,6 +53,8 @@ def decode_request(data: bytes) -> dict[str, Any]:
         raise ValueError("request is not UTF-8") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"request is not JSON: {error.msg} at character {error.pos}") from None
+    except RecursionError:
+        raise ValueError("request is nested too deeply to be one") from None
     if not isinstance(request, dict):
         raise ValueError(f"request must be a JSON object, not {type(request).__name__}")
     if not isinstance(request.get("op"), str):
@@ -45,11 +62,23 @@ def decode_request(data: bytes) -> dict[str, Any]:
     return request
 
 
-def _read_line(conn: socket.socket) -> bytes:
+class RequestTimeout(ValueError):
+    pass
+
+
+def _read_line(conn: socket.socket, deadline: float) -> bytes:
+    """The request's line, all of it before `deadline` (time.monotonic), at most MAX_REQUEST bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = conn.recv(65536)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RequestTimeout(f"no whole request in {REQUEST_SECONDS:.0f} s")
+        conn.settimeout(remaining)
+        try:
+            chunk = conn.recv(65536)
+        except TimeoutError:
+            raise RequestTimeout(f"no whole request in {REQUEST_SECONDS:.0f} s") from None
         if not chunk:
             break
         newline = chunk.find(b"\n")
@@ -64,12 +93,16 @@ def _read_line(conn: socket.socket) -> bytes:
 
 
 class ControlServer:
-    """Serves `handler` on a unix socket; each connection in its own hub thread."""
+    """Serves `handler` on a unix socket; each connection in its own hub thread, at most
+    MAX_CONNECTIONS at once."""
 
-    def __init__(self, path: str, handler: Handler) -> None:
+    def __init__(self, path: str, handler: Handler, max_connections: int = MAX_CONNECTIONS) -> None:
         self.path = path
         self.handler = handler
         self._sock: socket.socket | None = None
+        self._slots = threading.BoundedSemaphore(max_connections)  # green under eventlet (controller.hub)
+        self._failures: dict[int, float] = {}  # errno -> when it was last logged
+        self.accept_errors = 0
 
     def start(self) -> None:
         from os_ken.lib import hub
@@ -85,7 +118,7 @@ class ControlServer:
             sock.bind(self.path)
         finally:
             os.umask(old_umask)
-        sock.listen(16)
+        sock.listen(BACKLOG)
         self._sock = sock
         hub.spawn(self._accept_loop)
         LOG.info("control socket %s", self.path)
@@ -93,32 +126,62 @@ class ControlServer:
     def _accept_loop(self) -> None:
         from os_ken.lib import hub
 
+        pause = ACCEPT_RETRY[0]
         while self._sock is not None:
+            self._slots.acquire()  # a free slot first: beyond it, connections wait in the backlog
             try:
                 conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
+            except OSError as error:
+                self._slots.release()
+                if self._sock is None:
+                    return  # stopped
+                self._accept_failed(error, pause)
+                hub.sleep(pause)
+                pause = min(pause * 2, ACCEPT_RETRY[1])
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            pause = ACCEPT_RETRY[0]
             hub.spawn(self._serve, conn)
 
+    def _accept_failed(self, error: OSError, pause: float) -> None:
+        """Log a failed accept, once per kind of failure every ACCEPT_LOG_SECONDS."""
+        self.accept_errors += 1
+        now = time.monotonic()
+        number = error.errno or 0
+        if now - self._failures.get(number, -ACCEPT_LOG_SECONDS) >= ACCEPT_LOG_SECONDS:
+            self._failures[number] = now
+            name = errno.errorcode.get(number, str(number))
+            LOG.error("control socket: cannot accept a connection (%s: %s; %d failures so far); retrying in "
+                      "%.2f s", name, error.strerror or error, self.accept_errors, pause)
+
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(READ_TIMEOUT)
-            try:
-                request = decode_request(_read_line(conn))
-            except (ValueError, OSError) as error:
-                reply: dict[str, Any] = {"ok": False, "errors": [f"malformed request: {error}"]}
-                LOG.warning("control socket: %s", reply["errors"][0])
-            else:
+        try:
+            with conn:
+                reply = self._answer(conn)
                 try:
-                    reply = self.handler(request)
-                except Exception as error:  # a bug must not take the agent down
-                    LOG.exception("control request %s failed", request.get("op"))
-                    reply = {"ok": False, "errors": [f"internal error: {error}"]}
-            try:
-                conn.settimeout(None)
-                conn.sendall(json.dumps(reply).encode() + b"\n")
-            except OSError:
-                LOG.debug("control client went away before its reply")
+                    conn.settimeout(REPLY_SECONDS)
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                except OSError:
+                    LOG.debug("control client went away before its reply")
+        except Exception:  # nothing a client does may end the agent or leak the slot
+            LOG.exception("control connection failed")
+        finally:
+            self._slots.release()
+
+    def _answer(self, conn: socket.socket) -> dict[str, Any]:
+        try:
+            request = decode_request(_read_line(conn, time.monotonic() + REQUEST_SECONDS))
+        except (ValueError, OSError) as error:
+            reply: dict[str, Any] = {"ok": False, "errors": [f"malformed request: {error}"]}
+            LOG.warning("control socket: %s", reply["errors"][0])
+            return reply
+        try:
+            return self.handler(request)
+        except Exception as error:  # a bug must not take the agent down
+            LOG.exception("control request %s failed", request.get("op"))
+            return {"ok": False, "errors": [f"internal error: {error}"]}
 
     def stop(self) -> None:
         sock, self._sock = self._sock, None

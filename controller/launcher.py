@@ -92,7 +92,7 @@ class TlsRefusals(logging.Filter):
 
 def run(options: RunOptions) -> int:
     """Run the agent until SIGTERM/SIGINT; returns the process exit status."""
-    from flows.config import InvalidConfig, load_config
+    from flows.config import InvalidConfig, parse_config, read_config_text
 
     setup_logging(options.log_file, options.verbose)
     problems = options.tls.problems() if options.tls else []
@@ -101,9 +101,8 @@ def run(options: RunOptions) -> int:
     if problems:
         return EXIT_BAD_INPUT
     try:
-        config = load_config(options.config_path)
-        with open(options.config_path, encoding="utf-8") as stream:
-            config_text = stream.read()
+        config_text = read_config_text(options.config_path)
+        config = parse_config(config_text)
     except InvalidConfig as error:
         for problem in error.errors:
             LOG.error("%s: %s", options.config_path, problem)
@@ -120,10 +119,11 @@ def run(options: RunOptions) -> int:
     from os_ken.base.app_manager import AppManager
 
     import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
-    from controller import ops
     from controller.agent import Agent, AgentSettings
     from controller.control import ControlError, ControlServer
     from controller.metrics import Metrics
+    from controller.ops import Operations
+    from controller.sandbox import Sandbox
     from controller.waiting import PollingSignal
     # isort: on
 
@@ -147,8 +147,9 @@ def run(options: RunOptions) -> int:
                                 config_path=os.path.abspath(options.config_path), config_text=config_text,
                                 takeover=options.takeover, takeover_cookies=options.takeover_cookies),
                   metrics)
-    control = ControlServer(options.control_socket, lambda request: ops.handle(agent, request)) \
-        if options.control_socket else None
+    sandbox = Sandbox()
+    operations = Operations(agent, sandbox)
+    control = ControlServer(options.control_socket, operations.handle) if options.control_socket else None
     stopping = PollingSignal()
     received: list[int] = []
 
@@ -162,7 +163,7 @@ def run(options: RunOptions) -> int:
     signal.signal(signal.SIGINT, request_stop)
 
     def request_reload(_signum: int, _frame: object) -> None:
-        ops.sighup(agent)
+        operations.sighup()
 
     signal.signal(signal.SIGHUP, request_reload)
     if options.pidfile:
@@ -182,6 +183,7 @@ def run(options: RunOptions) -> int:
             metrics.serve(options.metrics_port)
             LOG.info("Prometheus metrics on http://127.0.0.1:%d/metrics", options.metrics_port)
         agent.start()
+        sandbox.start()  # so that the first change does not wait for its parser child to start
         while not stopping.is_set():
             stopping.wait(timeout=0.5)
         LOG.info("received %s: stopping", signal.Signals(received[0]).name)
@@ -197,6 +199,7 @@ def run(options: RunOptions) -> int:
         if control is not None:
             control.stop()
         agent.stop()
+        sandbox.close()
         if options.pidfile:
             Path(options.pidfile).unlink(missing_ok=True)
         logging.shutdown()

@@ -114,6 +114,44 @@ def remove_endpoint(raw: Raw, host: str, args: dict[str, Any]) -> None:
     del raw["hosts"][name]
 
 
+# Each edit's arguments and the JSON types each may have (bool is never an int here).
+ARGUMENTS: dict[str, dict[str, tuple[type, ...]]] = {
+    "add-network": {"name": (str,), "type": (str,), "segmentation_id": (int,), "local_vlan": (int,)},
+    "remove-network": {"name": (str,)},
+    "add-port": {"network": (str,), "mac": (str,), "ip": (str,), "name": (str,), "host": (str,)},
+    "remove-port": {"mac": (str,), "host": (str,)},
+    "add-endpoint": {"name": (str,), "local_ip": (str,), "tunnel_types": (list,), "datapath_id": (int, str)},
+    "remove-endpoint": {"name": (str,)},
+}
+_TYPE_NAMES = {str: "a string", int: "a whole number", list: "a list of strings"}
+
+
+def check_arguments(edit: str, args: object) -> None:
+    """EditError unless `args` are the edit's known arguments, each of its type (null: not given)."""
+    known = ARGUMENTS.get(edit)
+    if known is None:
+        raise EditError(f"unknown edit {edit!r} (known: {', '.join(ARGUMENTS)})")
+    if not isinstance(args, dict):
+        raise EditError("the edit's arguments must be a JSON object")
+    unknown = sorted(str(name) for name in args if name not in known)
+    if unknown:
+        raise EditError(f"unknown argument {', '.join(unknown)} (known: {', '.join(known)})")
+    for name, value in args.items():
+        types = known[name]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types) or \
+                (isinstance(value, list) and not all(isinstance(item, str) for item in value)):
+            expected = " or ".join(_TYPE_NAMES[t] for t in types)
+            raise EditError(f"argument {name!r} must be {expected}, not {type(value).__name__} "
+                            f"{json_text(value)}")
+
+
+def json_text(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 EDITS: dict[str, Callable[[Raw, str, dict[str, Any]], None]] = {
     "add-network": add_network,
     "remove-network": remove_network,
@@ -126,11 +164,8 @@ EDITS: dict[str, Callable[[Raw, str, dict[str, Any]], None]] = {
 
 def apply_edit(text: str, host: str, edit: str, args: dict[str, Any]) -> str:
     """The config text after `edit`; raises EditError for an edit that cannot apply."""
-    action = EDITS.get(edit)
-    if action is None:
-        raise EditError(f"unknown edit {edit!r} (known: {', '.join(EDITS)})")
-    if not isinstance(args, dict):
-        raise EditError("the edit's arguments must be a JSON object")
+    check_arguments(edit, args)
+    action = EDITS[edit]
     try:
         raw = yamlsource.load(text).data
     except yamlsource.YamlError as error:
