@@ -35,6 +35,8 @@ REPLY_SECONDS = 30.0  # for the client to take its reply
 BACKLOG = 64
 ACCEPT_RETRY = (0.05, 2.0)  # first and longest pause after a failed accept
 ACCEPT_LOG_SECONDS = 10.0  # one line per kind of accept failure in this long
+CONNECT_SECONDS = 10.0  # how long a client waits for room in a full backlog
+MALFORMED_LOGGED = 20  # malformed requests logged one by one in ACCEPT_LOG_SECONDS; then counted
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -103,6 +105,7 @@ class ControlServer:
         self._slots = threading.BoundedSemaphore(max_connections)  # green under eventlet (controller.hub)
         self._failures: dict[int, float] = {}  # errno -> when it was last logged
         self.accept_errors = 0
+        self._window: list[float] = [0.0, 0]  # when the malformed requests' log window began, how many since
 
     def start(self) -> None:
         from os_ken.lib import hub
@@ -175,13 +178,25 @@ class ControlServer:
             request = decode_request(_read_line(conn, time.monotonic() + REQUEST_SECONDS))
         except (ValueError, OSError) as error:
             reply: dict[str, Any] = {"ok": False, "errors": [f"malformed request: {error}"]}
-            LOG.warning("control socket: %s", reply["errors"][0])
+            self._malformed(reply["errors"][0])
             return reply
         try:
             return self.handler(request)
         except Exception as error:  # a bug must not take the agent down
             LOG.exception("control request %s failed", request.get("op"))
             return {"ok": False, "errors": [f"internal error: {error}"]}
+
+    def _malformed(self, message: str) -> None:
+        """Log a malformed request; past MALFORMED_LOGGED in ACCEPT_LOG_SECONDS, count them in one line."""
+        now = time.monotonic()
+        if now - self._window[0] >= ACCEPT_LOG_SECONDS:
+            if self._window[1] > MALFORMED_LOGGED:
+                LOG.warning("control socket: %d more malformed requests in %.0f s", self._window[1] - MALFORMED_LOGGED,
+                            now - self._window[0])
+            self._window = [now, 0]
+        self._window[1] += 1
+        if self._window[1] <= MALFORMED_LOGGED:
+            LOG.warning("control socket: %s", message[:300])
 
     def stop(self) -> None:
         sock, self._sock = self._sock, None
@@ -211,12 +226,28 @@ def read_reply(sock: socket.socket) -> bytes:
     return data
 
 
+def _connect(sock: socket.socket, path: str, timeout: float) -> None:
+    """Connect, waiting while the agent's backlog is full (it is serving MAX_CONNECTIONS already)."""
+    deadline = time.monotonic() + min(timeout, CONNECT_SECONDS)
+    pause = 0.01
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise ControlError(f"{path}: the agent is busy (its connection backlog stayed full for "
+                                   f"{min(timeout, CONNECT_SECONDS):.0f} s)") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
 def request(path: str | Path, payload: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     """Send one request to an agent and return its reply (raises ControlError)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
-            sock.connect(str(path))
+            _connect(sock, str(path), timeout)
             sock.sendall(json.dumps(payload).encode() + b"\n")
             data = read_reply(sock)
     except FileNotFoundError:
