@@ -149,7 +149,7 @@ class Bench:
     def measure(self, flows: int, repeat: int) -> Size:
         path = self.workdir / f"big{flows}.yaml"
         config = bigconfig.write(flows, path)
-        self.agent = AgentProcess(self.ovs, path, bigconfig.HOST, listen="127.0.0.1:6653")
+        self.agent = AgentProcess(self.ovs, path, bigconfig.HOST)
         # Warm-up: the agent makes the bridges and tunnel ports and installs everything.
         self.start_agent(path, "br-tun: read")
         expected_text = self.wait_programmed(config)

@@ -34,6 +34,7 @@ from controller.running import Origin, RunningConfig
 from controller.sessions import Sessions
 from controller.switch import SwitchSession, SwitchTimeout
 from controller.takeover import Takeover
+from controller.throttle import Throttle
 from controller.worker import Worker
 from flows import br_int
 from flows.config import Config
@@ -123,6 +124,7 @@ class Agent:
         self._canary = Canary(settings.audit_interval)
         self._worker = Worker(self._round, settings.poll_interval)
         self._takeover = Takeover(settings.takeover_cookies, settings.takeover)
+        self._throttle = Throttle(LOG)  # what a hostile peer can make us log, at most a line per kind every 10 s
 
     # ----- lifecycle ----------------------------------------------------
     def start(self) -> None:
@@ -146,14 +148,23 @@ class Agent:
 
     # ----- events from os-ken (never block here) --------------------------
     def switch_connected(self, datapath: Any) -> None:
-        bridge = self._sessions.connect(datapath)
+        bridge, accepted = self._sessions.connect(datapath)
         if bridge is None:
             LOG.warning("a switch with datapath ID %#x connected; it is not this host's br-tun or "
                         "br-int: ignored", datapath.id)
             return
+        if not accepted:  # the established connection stays: a claim is not a proof
+            self._throttle.log(("conflict", bridge), logging.WARNING, "conflict: a second connection (from %s) "
+                               "claims %s's datapath ID %#x while %s is connected; refused, %s stays on its "
+                               "established connection", getattr(datapath, "address", "?"), bridge, datapath.id,
+                               bridge, bridge)
+            self.metrics.conflicts.labels(bridge).inc()
+            datapath.close()
+            return
         LOG.info("%s connected (datapath ID %#x)", bridge, datapath.id)
         self.metrics.connections.labels(bridge).inc()
         self.metrics.openflow_errors.labels(bridge).inc(0)  # shown as 0 from the start
+        self.metrics.conflicts.labels(bridge).inc(0)
         self.metrics.connected.labels(bridge).set(1)
         self._mark(bridge)
 

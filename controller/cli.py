@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from controller import inspect, remote, replay, trace
-from controller.launcher import DEFAULT_METRICS_PORT, RunOptions, Tls, default_ovsdb_target, run
+from controller.endpoints import Listen, Tls, default_listen
+from controller.launcher import DEFAULT_METRICS_PORT, RunOptions, default_ovsdb_target, run
 from controller.takeover import parse_cookies
 from flows.config import Config, InvalidConfig, load_config
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
@@ -66,15 +67,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _listen(text: str) -> tuple[str, int]:
-    host, colon, port = text.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:6653)")
-    return host, int(port)
+def _listen(text: str) -> Listen:
+    try:
+        return Listen.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    listen_host, listen_port = args.listen
     tls_files = (args.ssl_key, args.ssl_cert, args.ssl_ca_cert)
     if any(tls_files) and not all(tls_files):
         print("brtun run: TLS needs all three of --ssl-key, --ssl-cert and --ssl-ca-cert", file=sys.stderr)
@@ -84,12 +84,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"brtun run: --takeover: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    listen = args.listen or (Listen("tcp", host="127.0.0.1", port=6653) if all(tls_files)
+                             else default_listen(args.host))
+    if all(tls_files) and listen.kind == "unix":
+        print("brtun run: TLS is for TCP; a unix socket needs none (only root can reach it)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     kind = args.datapath_type if args.datapath_type != "auto" else datapath_type()
     ovsdb = args.ovsdb or default_ovsdb_target()
     control = None if args.control_socket == "none" else (
         args.control_socket or f"/run/brtun/agent-{args.host}.sock")
-    return run(RunOptions(config_path=args.config, host=args.host, ovsdb=ovsdb, listen_host=listen_host,
-                          listen_port=listen_port, hub=args.hub, datapath_type=kind, pidfile=args.pidfile,
+    return run(RunOptions(config_path=args.config, host=args.host, ovsdb=ovsdb,
+                          listen=listen, hub=args.hub, datapath_type=kind, pidfile=args.pidfile,
                           log_file=args.log_file, verbose=args.verbose, control_socket=control,
                           metrics_port=args.metrics_port or None,
                           tls=Tls(*tls_files) if all(tls_files) else None,
@@ -132,8 +137,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--host", required=True, metavar="NAME", help="which host of the config this is")
     run.add_argument("--ovsdb", metavar="unix:PATH",
                      help="the switch database (default: the one ovs-vsctl uses, $OVS_RUNDIR/db.sock)")
-    run.add_argument("--listen", type=_listen, default=("127.0.0.1", 6653), metavar="HOST:PORT",
-                     help="where the bridges connect (default 127.0.0.1:6653)")
+    run.add_argument("--listen", type=_listen, metavar="unix:PATH|HOST:PORT",
+                     help="where the bridges connect (default unix:/run/brtun/openflow-HOST.sock, a socket only "
+                          "root can reach; HOST:PORT is TCP, where a local peer must run as root)")
     run.add_argument("--hub", choices=("eventlet", "native"), default="eventlet",
                      help="os-ken's hub (default eventlet, as Neutron's agent runs)")
     run.add_argument("--datapath-type", choices=("auto", "netdev", "system"), default="auto",

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from controller.throttle import Throttle
+
 LOG = logging.getLogger("brtun.control")
 MAX_REQUEST = 1 << 20  # a config of thousands of ports fits; a runaway client does not
 MAX_CONNECTIONS = 32  # served at once; each may hold a request of MAX_REQUEST bytes
@@ -34,9 +36,7 @@ REQUEST_SECONDS = 10.0  # from accept to the request's last byte
 REPLY_SECONDS = 30.0  # for the client to take its reply
 BACKLOG = 64
 ACCEPT_RETRY = (0.05, 2.0)  # first and longest pause after a failed accept
-ACCEPT_LOG_SECONDS = 10.0  # one line per kind of accept failure in this long
 CONNECT_SECONDS = 10.0  # how long a client waits for room in a full backlog
-MALFORMED_LOGGED = 20  # malformed requests logged one by one in ACCEPT_LOG_SECONDS; then counted
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -103,9 +103,8 @@ class ControlServer:
         self.handler = handler
         self._sock: socket.socket | None = None
         self._slots = threading.BoundedSemaphore(max_connections)  # green under eventlet (controller.hub)
-        self._failures: dict[int, float] = {}  # errno -> when it was last logged
+        self._throttle = Throttle(LOG)  # a client can make each kind of line, not a flood of them
         self.accept_errors = 0
-        self._window: list[float] = [0.0, 0]  # when the malformed requests' log window began, how many since
 
     def start(self) -> None:
         from os_ken.lib import hub
@@ -149,15 +148,11 @@ class ControlServer:
             hub.spawn(self._serve, conn)
 
     def _accept_failed(self, error: OSError, pause: float) -> None:
-        """Log a failed accept, once per kind of failure every ACCEPT_LOG_SECONDS."""
         self.accept_errors += 1
-        now = time.monotonic()
         number = error.errno or 0
-        if now - self._failures.get(number, -ACCEPT_LOG_SECONDS) >= ACCEPT_LOG_SECONDS:
-            self._failures[number] = now
-            name = errno.errorcode.get(number, str(number))
-            LOG.error("control socket: cannot accept a connection (%s: %s; %d failures so far); retrying in "
-                      "%.2f s", name, error.strerror or error, self.accept_errors, pause)
+        self._throttle.log(("accept", number), logging.ERROR, "control socket: cannot accept a connection (%s: %s; "
+                           "%d failures so far); retrying in %.2f s", errno.errorcode.get(number, str(number)),
+                           error.strerror or error, self.accept_errors, pause)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -187,16 +182,7 @@ class ControlServer:
             return {"ok": False, "errors": [f"internal error: {error}"]}
 
     def _malformed(self, message: str) -> None:
-        """Log a malformed request; past MALFORMED_LOGGED in ACCEPT_LOG_SECONDS, count them in one line."""
-        now = time.monotonic()
-        if now - self._window[0] >= ACCEPT_LOG_SECONDS:
-            if self._window[1] > MALFORMED_LOGGED:
-                LOG.warning("control socket: %d more malformed requests in %.0f s", self._window[1] - MALFORMED_LOGGED,
-                            now - self._window[0])
-            self._window = [now, 0]
-        self._window[1] += 1
-        if self._window[1] <= MALFORMED_LOGGED:
-            LOG.warning("control socket: %s", message[:300])
+        self._throttle.log("malformed", logging.WARNING, "control socket: %s", message[:300])
 
     def stop(self) -> None:
         sock, self._sock = self._sock, None

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.endpoints import Listen, Tls
 from controller.hub import select_hub
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
@@ -32,8 +33,7 @@ class RunOptions:
     config_path: str
     host: str
     ovsdb: str
-    listen_host: str
-    listen_port: int
+    listen: Listen
     hub: str
     datapath_type: str
     pidfile: str | None = None
@@ -44,20 +44,6 @@ class RunOptions:
     tls: Tls | None = None
     takeover: bool = False
     takeover_cookies: frozenset[int] | None = None  # None: every cookie found at the first read
-
-
-@dataclass(frozen=True)
-class Tls:
-    """The agent's key and certificate, and the CA that must have signed the switch's."""
-
-    private_key: str
-    certificate: str
-    ca_certificate: str
-
-    def problems(self) -> list[str]:
-        return [f"{what}: cannot read {path}" for what, path in
-                (("--ssl-key", self.private_key), ("--ssl-cert", self.certificate),
-                 ("--ssl-ca-cert", self.ca_certificate)) if not os.access(path, os.R_OK)]
 
 
 def default_ovsdb_target() -> str:
@@ -77,17 +63,13 @@ def setup_logging(log_file: str | None, verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-class TlsRefusals(logging.Filter):
-    """os-ken logs a switch whose certificate fails verification as an uncaught exception with a
-    traceback; say it in one line instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if "uncaught exception" in text and "SSL" in text:
-            reason = text.strip().splitlines()[-1]
-            record.msg, record.args = "a switch failed the TLS handshake (connection refused): %s", (reason,)
-            record.name, record.levelno, record.levelname = "brtun", logging.WARNING, "WARNING"
-        return True
+def _who_may_connect(options: RunOptions) -> str:
+    users = "root" if os.geteuid() == 0 else f"root or uid {os.geteuid()}"
+    if options.tls is not None:
+        return f"TLS, switch certificate required; a local peer must run as {users}"
+    if options.listen.kind == "unix":
+        return f"a unix socket of mode 0600: only {users} can connect"
+    return f"TCP: only a local peer running as {users} is accepted (its socket's owner, from /proc/net/tcp)"
 
 
 def run(options: RunOptions) -> int:
@@ -121,6 +103,7 @@ def run(options: RunOptions) -> int:
     import os_ken.controller.controller  # noqa: F401  (registers the ofp_* options)
     from controller.agent import Agent, AgentSettings
     from controller.control import ControlError, ControlServer
+    from controller.listener import OpenFlowListener
     from controller.metrics import Metrics
     from controller.ops import Operations
     from controller.sandbox import Sandbox
@@ -128,20 +111,7 @@ def run(options: RunOptions) -> int:
     # isort: on
 
     cfg.CONF(args=[], project="os_ken", default_config_files=[])
-    cfg.CONF.set_override("ofp_listen_host", options.listen_host)
-    # An explicit port, or os-ken also listens on the legacy 6633.
-    cfg.CONF.set_override("ofp_tcp_listen_port", options.listen_port)
-    scheme = "tcp"
-    if options.tls is not None:  # os-ken then serves TLS only, and requires the switch's certificate
-        scheme = "ssl"
-        cfg.CONF.set_override("ofp_ssl_listen_port", options.listen_port)
-        cfg.CONF.set_override("ctl_privkey", options.tls.private_key)
-        cfg.CONF.set_override("ctl_cert", options.tls.certificate)
-        cfg.CONF.set_override("ca_certs", options.tls.ca_certificate)
-
-        logging.getLogger("os_ken.lib.hub").addFilter(TlsRefusals())
-
-    controller = f"{scheme}:{options.listen_host}:{options.listen_port}"
+    controller = options.listen.target(tls=options.tls is not None)
     metrics = Metrics()
     agent = Agent(AgentSettings(config, options.host, options.ovsdb, controller, options.datapath_type,
                                 config_path=os.path.abspath(options.config_path), config_text=config_text,
@@ -169,13 +139,19 @@ def run(options: RunOptions) -> int:
     if options.pidfile:
         Path(options.pidfile).write_text(f"{os.getpid()}\n")
 
+    listener = OpenFlowListener(options.listen, options.tls, lambda reason: metrics.refused.labels(reason).inc())
+    try:
+        listener.bind()
+    except OSError as error:
+        LOG.error("cannot listen for OpenFlow on %s: %s", controller, error.strerror or error)
+        return EXIT_FAILED
+    listener.install()
     manager = AppManager.get_instance()
     manager.load_apps(["controller.app"])
     contexts = manager.create_contexts()
     contexts["brtun_agent"] = agent
     manager.instantiate_apps(**contexts)
-    LOG.info("listening for OpenFlow on %s:%d (%s hub, %s)", options.listen_host, options.listen_port,
-             options.hub, "TLS, switch certificate required" if options.tls else "TCP")
+    LOG.info("listening for OpenFlow on %s (%s hub; %s)", controller, options.hub, _who_may_connect(options))
     try:
         if control is not None:
             control.start()
@@ -198,6 +174,7 @@ def run(options: RunOptions) -> int:
     finally:
         if control is not None:
             control.stop()
+        listener.close()
         agent.stop()
         sandbox.close()
         if options.pidfile:

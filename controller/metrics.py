@@ -22,6 +22,10 @@ class Metrics:
                                        ["bridge"], registry=r)
         self.connections = Counter("brtun_switch_connections", "OpenFlow connections accepted",
                                    ["bridge"], registry=r)
+        self.conflicts = Counter("brtun_switch_conflicts", "Connections that claimed the datapath ID of a "
+                                 "connected bridge: refused, the established one kept", ["bridge"], registry=r)
+        self.refused = Counter("brtun_openflow_refused", "OpenFlow connections refused before the handshake, "
+                               "by reason (user, unproven, tls)", ["reason"], registry=r)
         self.connected = Gauge("brtun_switch_connected", "1 while the bridge is connected", ["bridge"],
                                registry=r)
         self.reconcile_seconds = Histogram(

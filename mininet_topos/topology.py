@@ -162,7 +162,8 @@ class Testbed:
         for name, host in hosts.items():
             config_host = self.config.host(name)
             state.hosts[name] = HostState(name, spec.roles[name], name, str(host.ovs.rundir), config_host.local_ip,
-                                          "127.0.0.1:6653", str(host.ovs.rundir / agentproc.LOG))
+                                          agentproc.openflow_target(host.ovs.rundir),
+                                          str(host.ovs.rundir / agentproc.LOG))
         state.save()
         timings = {"namespaces": time.monotonic() - started}
 

@@ -22,7 +22,13 @@ PROJECT = Path(__file__).resolve().parent.parent
 # The agent's files, in its host's run directory.
 PIDFILE = "brtun-agent.pid"
 CONTROL_SOCKET = "brtun-agent.sock"  # where `brtun apply/state/edit` look for a testbed's agents
+OPENFLOW_SOCKET = "brtun-openflow.sock"  # where the host's bridges connect (`brtun run --listen unix:PATH`)
 LOG = "brtun-agent.log"
+
+
+def openflow_target(rundir: Path) -> str:
+    """Where a host's agent listens for its bridges, in its run directory."""
+    return f"unix:{rundir / OPENFLOW_SOCKET}"
 
 
 class AgentError(RuntimeError):
@@ -35,7 +41,7 @@ class AgentProcess:
     config: Path
     host: str
     hub: str = "eventlet"
-    listen: str = "127.0.0.1:6653"
+    listen: str = ""  # `brtun run --listen`; default: unix:RUNDIR/brtun-openflow.sock, which only root reaches
     datapath_type: str = "netdev"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
@@ -44,6 +50,10 @@ class AgentProcess:
     @property
     def pidfile(self) -> Path:
         return self.ovs.rundir / PIDFILE
+
+    @property
+    def listen_target(self) -> str:
+        return self.listen or openflow_target(self.ovs.rundir)
 
     @property
     def control_socket(self) -> Path:
@@ -67,7 +77,7 @@ class AgentProcess:
             log.flush()
             self.process = subprocess.Popen(
                 ["ip", "netns", "exec", self.ovs.name, *BRTUN, "run", str(self.config), "--host", self.host,
-                 "--ovsdb", f"unix:{self.ovs.db_socket}", "--listen", self.listen, "--hub", self.hub,
+                 "--ovsdb", f"unix:{self.ovs.db_socket}", "--listen", self.listen_target, "--hub", self.hub,
                  "--datapath-type", self.datapath_type, "--pidfile", str(self.pidfile),
                  "--control-socket", str(self.control_socket), *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=self.ovs.env, cwd=PROJECT)

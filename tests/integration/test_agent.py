@@ -71,7 +71,7 @@ def test_on_an_empty_switch_the_agent_builds_br_tun_exactly_as_brtun_render(agen
         assert get(ovs, "Bridge", bridge, "protocols") == "[OpenFlow13]"
         assert get(ovs, "Bridge", bridge, "other_config:disable-in-band") == "true"
         assert get(ovs, "Bridge", bridge, "other_config:datapath-id") == dpid
-        assert ovs.vsctl("get-controller", bridge).strip() == "tcp:127.0.0.1:6653"
+        assert ovs.vsctl("get-controller", bridge).strip() == f"unix:{ovs.rundir}/brtun-openflow.sock"
     assert "connection_mode     : out-of-band" in ovs.vsctl("list", "Controller")
 
 
@@ -203,7 +203,7 @@ def test_the_agent_runs_on_os_kens_native_hub_too(private_ovs: PrivateOvs) -> No
     try:
         agent.start()
         log = agent.wait_in_sync()
-        assert "(native hub, TCP)" in log
+        assert "(native hub; a unix socket of mode 0600: only root can connect)" in log
         assert dump(private_ovs, "br-tun") == rendered("render", str(EXAMPLE), "--host", "compute1")
         assert agent.stop(signal.SIGTERM) == 0
         assert "stopped; flows left in place" in agent.log()
