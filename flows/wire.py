@@ -143,6 +143,11 @@ class InstalledFlows(Sequence[Flow]):
                 other.append(decode_stats(buf, offset))
         return same, other
 
+    def keys(self) -> Iterator[StatsKey]:
+        """Each entry's key, nothing decoded (what the canary compares)."""
+        for buf, offset in self._entries:
+            yield stats_key(buf, offset)[0]
+
     def _all(self) -> list[Flow]:
         if self._flows is None:
             self._flows = [decode_stats(buf, offset) for buf, offset in self._entries]
