@@ -41,6 +41,7 @@ from flows.config import Config
 from flows.diff import Diff, Kind, diff
 from flows.flow import Flow
 from flows.model import BridgeModel
+from flows.wire import WireError
 
 LOG = logging.getLogger("brtun.agent")
 RETRY_SECONDS = 5.0  # after the switch refused a change
@@ -176,7 +177,7 @@ class Agent:
 
     def port_changed(self, datapath: Any, msg: Any) -> None:
         if self._sessions.bridge_of(datapath) == dbplan.BR_TUN:
-            name = msg.desc.name.decode() if isinstance(msg.desc.name, bytes) else msg.desc.name
+            name = msg.desc.name.decode(errors="replace") if isinstance(msg.desc.name, bytes) else msg.desc.name
             LOG.info("br-tun port %s %s (ofport %s)", name, _PORT_REASONS.get(msg.reason, msg.reason),
                      msg.desc.port_no)
             self._database.look_again()
@@ -224,7 +225,10 @@ class Agent:
                     self._canary.checked(bridge, started, time.monotonic())
                 else:
                     drift = self._canary.drift(bridge, session.table_counts(tables, self.config.cookie))
-            except (SwitchTimeout, RuntimeError, ValueError) as error:
+            except WireError as error:
+                self._unreadable(bridge, session, error)
+                continue
+            except (SwitchTimeout, RuntimeError) as error:
                 LOG.warning("%s: the canary could not read the switch: %s", bridge, error)
                 continue
             if drift is not None:
@@ -305,11 +309,14 @@ class Agent:
             desired = self.desired(bridge)
         try:
             installed = session.read_flows()
+            result = self._diff(bridge, desired, installed)
         except SwitchTimeout as error:
             LOG.warning("%s; will retry", error)
             self._mark(bridge)
             return None
-        result = self._diff(bridge, desired, installed)
+        except WireError as error:
+            self._unreadable(bridge, session, error)
+            return None
         self.counters.reconciles += 1
         if result.taken:
             replaced = sum(1 for change in result.changes if change.kind is Kind.ADD and change.old is not None)
@@ -361,6 +368,12 @@ class Agent:
             result = diff(desired, installed, self.config.cookie, takeover)
         return result
 
+    def _unreadable(self, bridge: str, session: SwitchSession, error: WireError) -> None:
+        """The switch sent flow statistics that are not OpenFlow: no switch of ours does that."""
+        self._throttle.log(("unreadable", bridge), logging.ERROR, "%s sent flow statistics brtun cannot read (%s); "
+                           "closing its connection", bridge, error)
+        session.datapath.close()
+
     def _count_errors(self, bridge: str, session: SwitchSession) -> None:
         new = self._sessions.new_errors(bridge, session)
         self.counters.openflow_errors += new
@@ -389,8 +402,13 @@ class Agent:
             figures: dict[str, Any] = {"connected": session is not None}
             if session is not None:
                 desired = self.desired(name)
-                installed = session.read_flows()
-                result = self._diff(name, desired, installed)
+                try:
+                    installed = session.read_flows()
+                    result = self._diff(name, desired, installed)
+                except (SwitchTimeout, WireError) as error:
+                    figures["error"] = f"cannot read its flows: {error}"
+                    bridges[name] = figures
+                    continue
                 self._record(name, desired, installed, result)
                 figures.update(desired=len(desired), installed=len(installed), learned=len(result.learned),
                                foreign=len(result.foreign), in_sync=result.in_sync)

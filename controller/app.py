@@ -19,7 +19,7 @@ from os_ken.controller.handler import (
 )
 from os_ken.ofproto import ofproto_v1_3
 
-from controller import lazystats
+from controller import guard, lazystats
 from controller.agent import Agent
 
 LOG = logging.getLogger("brtun.app")
@@ -38,6 +38,9 @@ class BrtunApp(app_manager.OSKenApp):  # type: ignore[misc]
         # Flow-stats replies stay bytes until flows.wire compares them (controller.lazystats): os-ken
         # picks its reply class from a table, so the lazy class is registered there, once, here.
         lazystats.install()
+        # Messages a switch has no business sending, and lengths that do not add up, never reach
+        # os-ken's parsers (some would loop forever on them).
+        guard.install()
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev: Any) -> None:

@@ -3,6 +3,12 @@
 A flow source is a host of a running testbed (by name), any bridge
 `ovs-ofctl` can reach (`--bridge`), or, for diff, a saved `dump-flows`
 text (`--from`, e.g. taken on a real Neutron node).
+
+`brtun diff HOST` compares with what HOST's agent runs: it asks the agent
+(its control socket, op `desired`) for the flows it keeps br-tun at, which
+are those of its config file plus every run-time edit, with the local VLANs
+it keeps; so `brtun diff` and `brtun state` judge the same thing.  With
+`--config FILE` it compares with that file instead.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from controller.control import ControlError, request
 from controller.takeover import parse_cookies
 from flows import tables
 from flows.actions import Learn
@@ -26,7 +33,7 @@ from flows.flow import Flow, sorted_flows
 from flows.model import BridgeModel, build_bridge
 from flows.naming import parse_tunnel_port_name
 from flows.pipeline import build
-from flows.textparse import FlowStats, parse_dump_stats
+from flows.textparse import FlowStats, parse_dump_stats, parse_flow
 from ovshost import state as states
 from ovshost.privateovs import PrivateOvs
 
@@ -46,6 +53,37 @@ class Source:
     ports: dict[str, int] | None  # br-tun port name -> ofport, when known
     config: Config | None
     host: str | None
+    running: Running | None = None  # what the host's agent runs, when it was asked
+
+
+@dataclass(frozen=True)
+class Running:
+    """The desired br-tun a running agent keeps, and where its config came from."""
+
+    flows: tuple[Flow, ...]
+    cookie: int
+    described: str  # "FILE + 2 run-time edits (...)"
+
+
+def ask_agent(control_socket: Path, host: str) -> Running:
+    """The flows `host`'s agent keeps br-tun at (SourceError when it cannot be asked)."""
+    try:
+        reply = request(control_socket, {"op": "desired", "bridge": "br-tun"}, timeout=60)
+    except ControlError as error:
+        raise SourceError(f"cannot ask {host}'s agent what it runs ({error}); --config FILE compares with a "
+                          "file instead") from None
+    if not reply.get("ok"):
+        raise SourceError(f"{host}'s agent: {'; '.join(reply.get('errors', ['no reason given']))}")
+    try:
+        flows = tuple(parse_flow(line) for line in reply["flows"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise SourceError(f"{host}'s agent sent flows brtun cannot read: {error}") from None
+    origin = reply["config"]
+    edits = origin.get("edits") or []
+    described = origin.get("path") or "config text"
+    if edits:
+        described += f" + {len(edits)} run-time edit{'s' * (len(edits) != 1)} ({'; '.join(edits)})"
+    return Running(flows, int(reply["cookie"]), described)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,7 +117,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host", nargs="?", metavar="HOST", help="a host of a running testbed")
     parser.add_argument("--bridge", metavar="TARGET", help="any bridge ovs-ofctl reaches (br-tun, unix:PATH, ...)")
-    parser.add_argument("--config", type=Path, help="the config (default: the testbed's)")
+    parser.add_argument("--config", type=Path, help="compare with this config file (default: diff HOST compares "
+                        "with what HOST's agent runs, asked over its control socket; flows uses the testbed's file)")
     parser.add_argument("--as-host", dest="as_host", metavar="NAME",
                         help="which host of the config the bridge is (default: HOST)")
 
@@ -110,7 +149,8 @@ def _load(path: Path) -> Config:
         raise SourceError(f"{path}: invalid config:\n{error}") from None
 
 
-def source(args: argparse.Namespace) -> Source:
+def source(args: argparse.Namespace, ask: bool = False) -> Source:
+    """Where the flows come from; `ask`: a testbed host's desired flows come from its agent."""
     config = _load(args.config) if args.config else None
     host = args.as_host or args.host
     if getattr(args, "from_file", None):
@@ -126,9 +166,10 @@ def source(args: argparse.Namespace) -> Source:
     except states.NoTestbed as error:
         raise SourceError(str(error)) from None
     ovs = PrivateOvs(found.netns, Path(found.rundir))
+    running = ask_agent(found.control_socket, args.host) if ask and config is None else None
     ports = _ports_from_show(ovs.ofctl("show", "br-tun"))
     return Source(f"br-tun of {args.host} (testbed {state.name})", ovs.ofctl("dump-flows", "br-tun"), ports,
-                  config or _load(Path(state.config)), host)
+                  config or _load(Path(state.config)), host, running)
 
 
 def _model_flows(src: Source) -> tuple[BridgeModel, tuple[Flow, ...]] | tuple[None, tuple[()]]:
@@ -217,17 +258,21 @@ def _print_wrapped(prefix: str, text: str) -> None:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     try:
-        src = source(args)
+        src = source(args, ask=True)
         if src.config is None or src.host is None:
             raise SourceError("diff needs the config (--config) and which host the bridge is (HOST or --as-host)")
-        _model, desired = _model_flows(src)
+        if src.running is not None:
+            desired, cookie = src.running.flows, src.running.cookie
+            against = f"what {src.host}'s agent runs: {src.running.described}"
+        else:
+            desired, cookie = _model_flows(src)[1], src.config.cookie
+            against = f"{src.host}'s desired br-tun"
     except SourceError as error:
         print(f"brtun diff: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     assert src.config is not None
     installed = [flow for flow, _ in parse_dump_stats(src.dump)]
     if args.ignore_cookies:  # the flows' cookies, and the one each learn action stamps
-        cookie = src.config.cookie
         installed = [replace(f, cookie=cookie, actions=tuple(replace(a, cookie=cookie) if isinstance(a, Learn)
                                                              else a for a in f.actions)) for f in installed]
     try:
@@ -235,14 +280,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"brtun diff: --takeover: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    takeover = named if named is not None else frozenset(f.cookie for f in installed) - {src.config.cookie}
-    result = diff(desired, installed, src.config.cookie, takeover)
+    takeover = named if named is not None else frozenset(f.cookie for f in installed) - {cookie}
+    result = diff(desired, installed, cookie, takeover)
     taken = [c for c in result.changes if c.reason.startswith("taken over")]
     result = replace(result, changes=tuple(c for c in result.changes if c not in taken))
     missing, different, extra = (result.of_kind(k) for k in (Kind.ADD, Kind.MODIFY, Kind.DELETE))
     stale = [c for c in extra if c.reason.startswith("stale")]
     extra = tuple(c for c in extra if not c.reason.startswith("stale"))
-    print(f"{src.label} vs {src.host}'s desired br-tun: {len(desired)} desired, {len(installed)} installed")
+    print(f"{src.label} vs {against}: {len(desired)} desired, {len(installed)} installed")
     sections = [
         ("missing (the config wants them, the switch lacks them)", [("+", c.flow) for c in missing]),
         ("extra (brtun's cookie, not in the config)", [("-", c.flow) for c in extra]),
@@ -253,7 +298,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.takeover is not None:
         cookies = ", ".join(f"{cookie:#x}" for cookie in sorted(takeover)) or "none"
         sections += [
-            (f"taken over in place (cookie {cookies} -> {src.config.cookie:#x}; same table, priority, match)",
+            (f"taken over in place (cookie {cookies} -> {cookie:#x}; same table, priority, match)",
              [(">", c.flow) for c in taken if c.kind is Kind.ADD]),
             ("taken over and deleted (not in the config)", [("-", c.flow) for c in taken if c.kind is Kind.DELETE]),
         ]

@@ -52,10 +52,33 @@ def default_ovsdb_target() -> str:
     return f"unix:{rundir}/db.sock"
 
 
+class OneLine(logging.Filter):
+    """os-ken logs what a malformed message from a switch did to its parser with a traceback (and its
+    hub an uncaught exception as a traceback in the text): a peer's bad bytes are one line here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("os_ken"):
+            return True
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, error = record.exc_info[0], record.exc_info[1]
+            text = f"{text.splitlines()[0][:300]}: {kind.__name__}: {str(error)[:200]}"
+            record.exc_info, record.exc_text = None, None
+        elif "Traceback (most recent call last)" in text:
+            lines = text.strip().splitlines()
+            text = f"{lines[0].split('Traceback')[0].strip()} {lines[-1][:300]}"
+        else:
+            return True
+        record.msg, record.args = "%s", (text,)
+        return True
+
+
 def setup_logging(log_file: str | None, verbose: bool) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.addFilter(OneLine())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     if not verbose:

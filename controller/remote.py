@@ -192,6 +192,9 @@ def cmd_state(args: argparse.Namespace) -> int:
             if not figures["connected"]:
                 print(f"  {bridge}: not connected")
                 continue
+            if "error" in figures:
+                print(f"  {bridge}: connected; {figures['error']}")
+                continue
             print(f"  {bridge}: connected; {figures['desired']} flows desired, {figures['installed']} installed "
                   f"({figures['learned']} learned, {figures['foreign']} foreign): "
                   f"{'in sync' if figures['in_sync'] else 'DIFFERENT'}")

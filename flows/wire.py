@@ -59,13 +59,32 @@ def bundle_add(message: bytes, bundle_id: int, flags: int) -> bytes:
 
 
 # ----- flow-stats bytes -> keys and Flows ------------------------------------------
+#
+# A switch's bytes are checked before they are trusted: every length must fit inside what holds it and
+# be long enough to step on, so a malformed entry is a WireError (a ValueError) saying where, never an
+# IndexError, a struct.error or a loop that does not end.
+
+STATS_MIN = _STATS.size + 8  # an ofp_flow_stats with an empty match, padded
+
+
+class WireError(ValueError):
+    """Bytes from a switch that are not what OpenFlow 1.3 says they are."""
+
 
 def stats_key(buf: bytes | bytearray, offset: int) -> tuple[StatsKey, int]:
     """The key of the ofp_flow_stats at `offset` (equal to `Flow.encoded.key` of the same flow), and its length."""
+    if offset < 0 or offset + STATS_MIN > len(buf):
+        raise WireError(f"a flow-stats entry at byte {offset} runs past the message ({len(buf)} bytes)")
     length, table, _sec, _nsec, priority, idle, hard, _flags, cookie, _packets, _bytes = _STATS.unpack_from(buf, offset)
+    if length < STATS_MIN or offset + length > len(buf):
+        raise WireError(f"a flow-stats entry at byte {offset} says it is {length} bytes long; "
+                        f"{len(buf) - offset} are left, at least {STATS_MIN} needed")
     match_start = offset + 48
     (match_length,) = struct.unpack_from("!H", buf, match_start + 2)
     instructions_start = match_start + ofp.padded_length(match_length)
+    if match_length < 4 or instructions_start > offset + length:
+        raise WireError(f"the match of the flow-stats entry at byte {offset} is {match_length} bytes long, "
+                        f"which does not fit its {length} bytes")
     key = (table, priority, cookie, idle, hard, bytes(buf[match_start:match_start + match_length]),
            bytes(buf[instructions_start:offset + length]))
     return key, length
@@ -77,11 +96,16 @@ def decode_match(data: bytes) -> Match:
     raw: list[str] = []
     at = 4
     while at < len(data):
+        if at + 4 > len(data):
+            raise WireError(f"a match field header at byte {at} of a {len(data)}-byte match is cut short")
         (header,) = struct.unpack_from("!I", data, at)
         masked, width = bool(header & 0x100), ofp.unmasked(header) & 0xFF
+        end = at + 4 + width * (2 if masked else 1)
+        if width == 0 or end > len(data):
+            raise WireError(f"the match field {header:#x} at byte {at} does not fit the match")
         value = int.from_bytes(data[at + 4:at + 4 + width], "big")
-        mask = int.from_bytes(data[at + 4 + width:at + 4 + 2 * width], "big") if masked else None
-        at += 4 + width * (2 if masked else 1)
+        mask = int.from_bytes(data[at + 4 + width:end], "big") if masked else None
+        at = end
         number = ofp.unmasked(header)
         if number in fields.BY_HEADER:
             field, value, mask = fields.from_header(number, value, mask)
@@ -96,13 +120,22 @@ def decode_instructions(data: bytes) -> tuple[tuple[Action, ...], int | None]:
     goto = None
     at = 0
     while at < len(data):
+        if at + 4 > len(data):
+            raise WireError(f"an instruction header at byte {at} is cut short")
         kind, length = ofp.TLV.unpack_from(data, at)
+        if length < 8 or at + length > len(data):
+            raise WireError(f"instruction {kind} at byte {at} says it is {length} bytes long "
+                            f"({len(data) - at} left, at least 8 needed)")
         if kind == ofp.OFPIT_GOTO_TABLE:
             goto = data[at + 4]
         elif kind == ofp.OFPIT_APPLY_ACTIONS:
             inner = at + 8
             while inner < at + length:
+                if inner + 4 > at + length:
+                    raise WireError(f"an action header at byte {inner} is cut short")
                 (size,) = struct.unpack_from("!H", data, inner + 2)
+                if size < 8 or inner + size > at + length:
+                    raise WireError(f"an action at byte {inner} says it is {size} bytes long")
                 found.append(actions.decode(bytes(data[inner:inner + size])))
                 inner += size
         else:
@@ -112,11 +145,17 @@ def decode_instructions(data: bytes) -> tuple[tuple[Action, ...], int | None]:
 
 
 def decode_stats(buf: bytes | bytearray, offset: int) -> Flow:
-    """The ofp_flow_stats at `offset` -> Flow."""
+    """The ofp_flow_stats at `offset` -> Flow (WireError if the bytes are not one)."""
     key, _length = stats_key(buf, offset)
     table, priority, cookie, idle, hard, match, instructions = key
-    found, goto = decode_instructions(instructions)
-    return Flow(table, priority, decode_match(match), found, goto, cookie, idle, hard)
+    try:
+        found, goto = decode_instructions(instructions)
+        return Flow(table, priority, decode_match(match), found, goto, cookie, idle, hard)
+    except WireError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, struct.error) as error:
+        raise WireError(f"the flow-stats entry at byte {offset} is no flow brtun can read: "
+                        f"{type(error).__name__}: {error}") from None
 
 
 class InstalledFlows(Sequence[Flow]):

@@ -4,14 +4,15 @@ Standard library only: the tests run it with the system's Python as any user (`n
 inside a host's namespace, from its source text (`python3 -I -c SOURCE ...`), so it needs
 nothing of the project and no file it could not read.
 
-    fakeswitch TARGET DPID SECONDS [--mutate SEED]
+    fakeswitch TARGET DPID SECONDS [--mutate SEED RATE]
 
 TARGET is unix:PATH or HOST:PORT.  Until SECONDS pass it connects (again and again: "before
 the real switch connects" means it is already trying when the agent starts), says HELLO,
 answers FEATURES_REQUEST with DPID, echoes, and answers port-desc, flow-stats, aggregate and
-barrier requests as an empty switch would.  With --mutate, each answer is first mangled by a
-seeded random byte mutation (the fuzz suite's hostile peer).  It prints one JSON summary: each
-attempt's outcome and what the agent asked of it.
+barrier requests as an empty switch would.  With --mutate, each answer is, with probability RATE,
+first mangled by a seeded random byte mutation, and now and then a message of its own is sent
+(the fuzz suite's hostile peer); a connection the agent leaves idle for IDLE seconds is closed
+and made again.  It prints one JSON summary: each attempt's outcome and what the agent asked of it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ HELLO, ERROR, ECHO_REQUEST, ECHO_REPLY, FEATURES_REQUEST, FEATURES_REPLY = 0, 1,
 FLOW_MOD, MULTIPART_REQUEST, MULTIPART_REPLY, BARRIER_REQUEST, BARRIER_REPLY = 14, 18, 19, 20, 21
 EXPERIMENTER = 4
 MP_DESC, MP_FLOW, MP_AGGREGATE, MP_PORT_DESC = 0, 1, 2, 13
+IDLE = 3.0  # seconds without a word from the agent before a mutating fake connects again
 
 
 def connect(target: str) -> socket.socket:
@@ -89,20 +91,31 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 def session(sock: socket.socket, dpid: int, deadline: float, seen: dict[str, int],
-            rng: random.Random | None) -> str:
+            rng: random.Random | None, rate: float) -> str:
     """Talk to the agent until it closes the connection or the time is up; how it ended."""
     sock.sendall(message(HELLO, 1))
     buf = b""
+    heard = time.monotonic()
     while time.monotonic() < deadline:
-        sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
+        sock.settimeout(max(0.05, min(0.5, deadline - time.monotonic())))
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
+            if rng is not None and time.monotonic() - heard > IDLE:
+                return "idle"
+            if rng is not None and rng.random() < 0.3:  # something of its own, unasked
+                try:
+                    sock.sendall(mutate(message(rng.choice([ECHO_REQUEST, FEATURES_REPLY, MULTIPART_REPLY, 12]),
+                                                rng.randrange(1 << 32), bytes(rng.randrange(80))), rng))
+                    seen["sent unasked"] = seen.get("sent unasked", 0) + 1
+                except OSError as error:
+                    return f"reset: {error.strerror}"
             continue
         except OSError as error:
             return f"reset: {error.strerror}"
         if not chunk:
             return "closed by the agent"
+        heard = time.monotonic()
         buf += chunk
         while len(buf) >= 8:
             _, kind, length, xid = HEADER.unpack_from(buf)
@@ -115,7 +128,7 @@ def session(sock: socket.socket, dpid: int, deadline: float, seen: dict[str, int
             seen[name] = seen.get(name, 0) + 1
             reply = answer(kind, xid, body, dpid)
             if reply is not None:
-                if rng is not None:
+                if rng is not None and rng.random() < rate:
                     reply = mutate(reply, rng)
                     seen["mutated"] = seen.get("mutated", 0) + 1
                 try:
@@ -127,7 +140,8 @@ def session(sock: socket.socket, dpid: int, deadline: float, seen: dict[str, int
 
 def main(argv: list[str]) -> int:
     target, dpid, seconds = argv[0], int(argv[1], 0), float(argv[2])
-    rng = random.Random(int(argv[4])) if len(argv) > 4 and argv[3] == "--mutate" else None
+    rng = random.Random(int(argv[4])) if len(argv) > 5 and argv[3] == "--mutate" else None
+    rate = float(argv[5]) if rng is not None else 0.0
     deadline = time.monotonic() + seconds
     attempts: dict[str, int] = {}
     seen: dict[str, int] = {}
@@ -142,7 +156,7 @@ def main(argv: list[str]) -> int:
             continue
         attempts["connected"] = attempts.get("connected", 0) + 1
         with sock:
-            ending = session(sock, dpid, deadline, seen, rng)
+            ending = session(sock, dpid, deadline, seen, rng, rate)
         endings[ending] = endings.get(ending, 0) + 1
         time.sleep(0.02)
     print(json.dumps({"attempts": attempts, "seen": seen, "endings": endings}))

@@ -37,9 +37,9 @@ class Fake:
     """fakeswitch.py in the host's namespace, as `nobody` (or root), for `seconds`."""
 
     def __init__(self, ovs: PrivateOvs, target: str, bridge: str, seconds: float, user: str = "nobody",
-                 mutate: int | None = None) -> None:
+                 mutate: tuple[int, float] | None = None) -> None:
         as_user = NOBODY if user == "nobody" else ()
-        extra = ("--mutate", str(mutate)) if mutate is not None else ()
+        extra = ("--mutate", str(mutate[0]), str(mutate[1])) if mutate is not None else ()
         self.bridge = bridge
         self.seconds = seconds
         self._process = subprocess.Popen(

@@ -164,3 +164,29 @@ def test_flows_and_diff_of_a_testbed_host_by_name(seed: Built) -> None:
     assert "private: key 0x1 -> local VLAN 1" in listing.stdout
     checked = brtun("diff", "compute1")
     assert checked.returncode == 0 and checked.stdout.rstrip().endswith("IN SYNC"), checked.stdout
+
+
+def test_diff_and_state_agree_after_run_time_edits(seed: Built) -> None:
+    """Issue 18, attack 7: after two `brtun edit`s, `brtun diff HOST` compares with what the agent runs
+    (file plus edits) and says so; `--config FILE` still compares with the file."""
+    for edit in (("add-network", "barsnet", "vxlan", "4321"),
+                 ("add-port", "barsnet", "fa:16:3e:ba:05:01", "--ip", "10.77.0.5", "--on-host", "compute1")):
+        done = brtun("edit", *edit)
+        assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        state = brtun("state", "--host", "compute1")
+        assert state.returncode == 0 and "+ 2 run-time edits" in state.stdout, state.stdout
+        assert "br-tun: connected;" in state.stdout and "): in sync" in state.stdout, state.stdout
+        checked = brtun("diff", "compute1")
+        print(checked.stdout.splitlines()[0])
+        assert checked.returncode == 0 and checked.stdout.rstrip().endswith("IN SYNC"), checked.stdout
+        assert f"vs what compute1's agent runs: {seed.state.config} + 2 run-time edits (add-network name=barsnet " \
+               "segmentation_id=4321 type=vxlan; add-port " in checked.stdout.splitlines()[0]
+        file_only = brtun("diff", "compute1", "--config", seed.state.config)
+        assert file_only.returncode == 1 and "vs compute1's desired br-tun" in file_only.stdout
+        assert "extra (brtun's cookie, not in the config): 4" in file_only.stdout, file_only.stdout
+    finally:
+        for edit in (("remove-port", "fa:16:3e:ba:05:01", "--on-host", "compute1"), ("remove-network", "barsnet")):
+            brtun("edit", *edit)
+    checked = brtun("diff", "compute1")
+    assert checked.returncode == 0 and checked.stdout.rstrip().endswith("IN SYNC"), checked.stdout
