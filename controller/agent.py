@@ -221,7 +221,7 @@ class Agent:
             started = time.monotonic()
             try:
                 if self._canary.content_due(bridge, started):
-                    drift = self._canary.content_drift(bridge, session.read_flows().keys(), self.config.cookie)
+                    drift = self._canary.content_drift(bridge, session.read_flows().contents(), self.config.cookie)
                     self._canary.checked(bridge, started, time.monotonic())
                 else:
                     drift = self._canary.drift(bridge, session.table_counts(tables, self.config.cookie))

@@ -1,10 +1,11 @@
 """The canary: what each bridge should hold, checked by content, and when to check again.
 
 After each reconcile the canary knows exactly which of our flows the switch
-holds: each desired flow's flow-stats key (table, priority, cookie,
-timeouts and the raw bytes of its match and instructions, flows.wire), the
-flows a foreign flow holds the place of left out.  An audit reads the bridge
-back and compares keys, without decoding a single entry:
+holds: each desired flow's table, priority, timeouts, cookie and the raw
+bytes of its match and instructions, as one byte string (flows.wire
+`content_key`), the flows a foreign flow holds the place of left out.  An
+audit reads the bridge back and compares each entry's same bytes (its
+counters left out), without decoding a single entry:
 
 - a key we expect that the switch does not report: a flow was deleted, or
   changed in place (its actions differ, so its key does), in any table,
@@ -29,9 +30,10 @@ from __future__ import annotations
 import collections
 from collections.abc import Collection, Iterable, Mapping
 
-from flows.flow import Flow, StatsKey
+from flows.flow import Flow
 from flows.ofp import Unsupported
 from flows.tables import PRIORITY_ENTRY, UCAST_TO_TUN
+from flows.wire import CONTENT_HEAD, content_key
 
 DUTY = 0.05  # the most of the time content checks may take, per bridge
 
@@ -44,7 +46,7 @@ class Canary:
         self._duty = duty
         self._next = 0.0
         self._expected: dict[str, collections.Counter[int]] = {}
-        self._keys: dict[str, frozenset[StatsKey] | None] = {}  # None: a flow flows.wire cannot encode
+        self._keys: dict[str, frozenset[bytes] | None] = {}  # None: a flow flows.wire cannot encode
         self._next_content: dict[str, float] = {}
         self.last_content_seconds: dict[str, float] = {}
 
@@ -53,7 +55,7 @@ class Canary:
         installed = [f for f in desired if f.key not in held]
         self._expected[bridge] = collections.Counter(f.table for f in installed)
         try:
-            self._keys[bridge] = frozenset(f.encoded.key for f in installed)
+            self._keys[bridge] = frozenset(content_key(f.encoded.key) for f in installed)
         except (Unsupported, KeyError):
             self._keys[bridge] = None
 
@@ -82,25 +84,26 @@ class Canary:
         self.last_content_seconds[bridge] = took
         self._next_content[bridge] = started + max(self._interval, took / self._duty) - self._interval / 2
 
-    def content_drift(self, bridge: str, installed: Iterable[StatsKey], cookie: int) -> tuple[str, str] | None:
+    def content_drift(self, bridge: str, installed: Iterable[bytes], cookie: int) -> tuple[str, str] | None:
         """None if the switch holds exactly the flows of ours we expect (learned ones aside); else
-        (what differs, per table, and "wiped" or "changed")."""
+        (what differs, per table, and "wiped" or "changed").  `installed`: each entry's
+        flows.wire `entry_content`."""
         expected = self._keys.get(bridge)
         if expected is None:
             return None
-        found: set[StatsKey] = set()
+        found: set[bytes] = set()
         extra: collections.Counter[int] = collections.Counter()
-        for key in installed:
-            if key in expected:
-                found.add(key)
+        for content in installed:
+            if content in expected:
+                found.add(content)  # its hash is kept with it: no second hashing
                 continue
-            table, priority, flow_cookie, hard_timeout = key[0], key[1], key[2], key[4]
+            table, priority, _idle, hard_timeout, flow_cookie = CONTENT_HEAD.unpack_from(content)
             if flow_cookie != cookie or (table == UCAST_TO_TUN and priority == PRIORITY_ENTRY and hard_timeout):
                 continue  # another's flow, or one the switch learned
             extra[table] += 1
         if len(found) == len(expected) and not extra:
             return None
-        missing = collections.Counter(key[0] for key in expected - found)
+        missing = collections.Counter(content[0] for content in expected - found)
         tables = sorted(set(missing) | set(extra))
         detail = ", ".join(
             f"table {t}: " + " and ".join(part for part in (

@@ -90,6 +90,23 @@ def stats_key(buf: bytes | bytearray, offset: int) -> tuple[StatsKey, int]:
     return key, length
 
 
+CONTENT_HEAD = struct.Struct("!BHHHQ")  # table, priority, idle and hard timeouts, cookie
+
+
+def content_key(key: StatsKey) -> bytes:
+    """A flow's identity and content as one byte string, the form `entry_content` gives an entry."""
+    table, priority, cookie, idle, hard, match, instructions = key
+    return CONTENT_HEAD.pack(table, priority, idle, hard, cookie) + match + bytes(-len(match) % 8) + instructions
+
+
+def entry_content(buf: bytes | bytearray, offset: int) -> bytes:
+    """The ofp_flow_stats at `offset` without its counters, age and flags: equal to `content_key` of
+    the flow it reports.  A few slices and no unpacking: the canary compares every entry each second.
+    The entry must have been checked (controller.lazystats steps only on entries that fit)."""
+    entry = bytes(buf[offset:offset + (buf[offset] << 8 | buf[offset + 1])])
+    return entry[2:3] + entry[12:18] + entry[24:32] + entry[48:]
+
+
 def decode_match(data: bytes) -> Match:
     """An ofp_match (without its padding) -> Match; fields brtun does not model are kept raw."""
     items: list[MatchField] = []
@@ -182,10 +199,10 @@ class InstalledFlows(Sequence[Flow]):
                 other.append(decode_stats(buf, offset))
         return same, other
 
-    def keys(self) -> Iterator[StatsKey]:
-        """Each entry's key, nothing decoded (what the canary compares)."""
+    def contents(self) -> Iterator[bytes]:
+        """Each entry's `entry_content`, nothing decoded (what the canary compares)."""
         for buf, offset in self._entries:
-            yield stats_key(buf, offset)[0]
+            yield entry_content(buf, offset)
 
     def _all(self) -> list[Flow]:
         if self._flows is None:

@@ -10,6 +10,7 @@ from flows.config import load_config
 from flows.model import build_bridge
 from flows.pipeline import build
 from flows.tables import UCAST_TO_TUN
+from flows.wire import content_key
 from tests.conftest import CONFIGS
 
 CONFIG = load_config(str(CONFIGS / "example.yaml"))
@@ -17,8 +18,9 @@ DESIRED = tuple(build(build_bridge(CONFIG, "compute1")))
 COOKIE = CONFIG.cookie
 
 
-def keys(flows: object) -> list[object]:
-    return [flow.encoded.key for flow in flows]  # type: ignore[attr-defined]
+def keys(flows: object) -> list[bytes]:
+    """Each flow's bytes as the canary reads an entry the switch reports for it."""
+    return [content_key(flow.encoded.key) for flow in flows]  # type: ignore[attr-defined]
 
 
 def canary() -> Canary:
@@ -71,3 +73,20 @@ def test_content_is_checked_every_interval_while_that_costs_at_most_5_percent() 
     assert not watch.content_due("br-tun", 112.0) and watch.content_due("br-tun", 112.6)
     watch.forget("br-tun")
     assert not watch.content_due("br-tun", 200.0)
+
+
+def test_an_entry_as_the_switch_reports_it_reads_as_the_flow_it_reports() -> None:
+    """flows.wire: entry_content of a flow-stats entry (counters, age and flags in it) is content_key of its flow."""
+    import struct
+
+    from flows import ofp
+    from flows.flow import instructions
+    from flows.wire import entry_content
+
+    for name, host in (("example", "compute1"), ("mixed", "h1"), ("geneve", "a"), ("gre_no_l2pop", "compute1")):
+        flows = build(build_bridge(load_config(str(CONFIGS / f"{name}.yaml")), host))
+        for flow in flows:
+            match, body = ofp.pad8(flow.match.encode()), instructions(flow.actions, flow.goto, reported=True)
+            entry = struct.pack("!HBxIIHHHH4xQQQ", 48 + len(match) + len(body), flow.table, 12, 345, flow.priority,
+                                flow.idle_timeout, flow.hard_timeout, 1, flow.cookie, 99, 9900) + match + body
+            assert entry_content(b"junk" + entry + b"more", 4) == content_key(flow.encoded.key), flow.render()
