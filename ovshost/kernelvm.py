@@ -143,8 +143,18 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+_PROBED: dict[Path, tuple[bool, str]] = {}
+
+
 def probe_kvm(kernel: KernelImage, vng: str, seconds: float = KVM_PROBE_SECONDS) -> tuple[bool, str]:
-    """(usable, why): boot the image under KVM once, briefly; /dev/kvm alone proves nothing."""
+    """(usable, why): boot the image under KVM once, briefly; /dev/kvm alone proves nothing.
+    Asked once per image and process."""
+    if kernel.path not in _PROBED:
+        _PROBED[kernel.path] = _probe_kvm(kernel, vng, seconds)
+    return _PROBED[kernel.path]
+
+
+def _probe_kvm(kernel: KernelImage, vng: str, seconds: float) -> tuple[bool, str]:
     if os.environ.get("BRTUN_VM_ACCEL") == "tcg":
         return False, "BRTUN_VM_ACCEL=tcg"
     if not KVM.exists():
@@ -162,7 +172,7 @@ def probe_kvm(kernel: KernelImage, vng: str, seconds: float = KVM_PROBE_SECONDS)
     if b"brtun-kvm-ok" in out:
         return True, "KVM"
     last = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-    return False, f"a KVM guest failed: {last.removeprefix('qemu-system-x86_64: ')[:60]}"
+    return False, f"a KVM guest failed: {last.removeprefix('qemu-system-x86_64: ')[:80]}"
 
 
 @dataclass
@@ -260,7 +270,7 @@ class Guest:
 
     @staticmethod
     def _error(message: str, console: collections.deque[str]) -> KernelVmError:
-        tail = "\n".join(f"  | {line}" for line in console) or "  | (no console output)"
+        tail = "\n".join(f"  | {line[:160]}" for line in console) or "  | (no console output)"
         return KernelVmError(f"{message}; its last console lines:\n{tail}")
 
 

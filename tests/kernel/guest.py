@@ -175,6 +175,10 @@ def seed_scenario(s: Scenario) -> None:
         bed = checks.Bed(built.state, built.spec, built.config)
         for result in checks.seed_checks(bed, built.timings["addresses"] - built.timings["plumbed"]):
             s.check(result)
+        walked = brtun("trace", "vm1", "vm2")  # the kernel's datapath actions: set(tunnel(...)) and gre_sys
+        s.expect("verdict: delivered to vm2" in walked and "GRE key 0x1 to 192.168.100.12" in walked,
+                 "brtun trace vm1 vm2 follows the packet across kernel GRE",
+                 next((line.strip() for line in walked.splitlines() if line.startswith("verdict")), "no verdict"))
     finally:
         built.close()
 
