@@ -190,8 +190,10 @@ def intruder_gre(bed: Bed) -> Check:
     _add_intruder(bed)
     try:
         captures = [probes.Capture(other.name, "eth0", "ether src fa:16:3e:66:66:66") for other in bed.spec.vms]
+        # The packets must reach the endpoint's host, or the check would prove nothing.
+        arriving = probes.Capture(vm.host, "eth0", f"ip proto 47 and src host {INTRUDER_IP}")
         with ExitStack() as watching:
-            for capture in captures:
+            for capture in (*captures, arriving):
                 watching.enter_context(capture)
             frame = probes.arp_request("fa:16:3e:66:66:66", "10.0.0.66", vm.ip or "10.0.0.3")
             for _ in range(3):
@@ -199,8 +201,10 @@ def intruder_gre(bed: Bed) -> Check:
     finally:
         _remove_intruder(bed)
     delivered = sum(len(c.lines) for c in captures)
-    return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0,
-                 f"3 packets key={key:#x} from {INTRUDER_IP} to {target}: {delivered} frames delivered")
+    arrived = len(arriving.lines)
+    return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0 and arrived == 3,
+                 f"3 packets key={key:#x} from {INTRUDER_IP} to {target}: {arrived} arrived, "
+                 f"{delivered} frames delivered")
 
 
 def _add_intruder(bed: Bed) -> None:

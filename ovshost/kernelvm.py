@@ -49,6 +49,7 @@ KVM = Path("/dev/kvm")
 KVM_PROBE_SECONDS = 20.0  # a KVM guest boots in a few seconds; a hanging one is given up on
 BOOT_TIMEOUT = float(os.environ.get("BRTUN_VM_BOOT_TIMEOUT", "150"))  # TCG boots in ~20 s on 2 cores
 CONSOLE_LINES = 25
+KERNEL_MESSAGE = re.compile(r"^\[\s*\d+\.\d+\] ")  # `[   12.345678] ...`: the kernel's, not the command's
 
 
 class KernelVmError(RuntimeError):
@@ -197,8 +198,11 @@ class Guest:
     env: dict[str, str] = field(default_factory=dict)
     console_log: Path | None = None  # the guest kernel's console, in full
 
-    def run(self, on_line: Callable[[str], None] = print, on_boot: Callable[[str], None] | None = None
+    def run(self, on_line: Callable[[str], None] = print, on_boot: Callable[[str], None] | None = None,
+            on_error: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
             ) -> GuestResult:
+        """Boot, run, power off: the command's standard output to `on_line`, its standard error (told
+        apart from the kernel's timestamped console lines) to `on_error`; its exit status."""
         find_qemu()
         vng = find_vng()
         kvm, why = probe_kvm(self.kernel, vng)
@@ -217,12 +221,15 @@ class Guest:
         boot_seconds = [0.0]
 
         def read_console() -> None:
+            """vng's stderr: the guest kernel's console and, once booted, the command's stderr."""
             assert process.stderr is not None
             for raw in process.stderr:
                 line = raw.decode(errors="replace").rstrip()
                 console.append(line)
                 if log is not None:
                     log.write(line + "\n")
+                if booted.is_set() and not KERNEL_MESSAGE.match(line):
+                    on_error(line)
 
         def read_output() -> None:
             assert process.stdout is not None
