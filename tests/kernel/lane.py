@@ -24,7 +24,7 @@ from ovshost.datapath import kernel_datapath_available
 
 PROJECT = Path(__file__).resolve().parents[2]
 PACKAGES = ("controller", "flows", "mininet_topos", "ovshost", "tests")
-LANE_TIMEOUT = 30 * 60.0  # the guest is stopped after this; the lane takes ~10 minutes under TCG
+LANE_TIMEOUT = 30 * 60.0  # the guest is stopped after this; the lane takes ~8 minutes under TCG
 
 
 def bad_cases(kernel: kernelvm.KernelImage) -> int:
