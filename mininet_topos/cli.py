@@ -112,7 +112,8 @@ def datapath_line(built: Built) -> str:
         where = " in a QEMU guest" if kernelvm.in_guest() else ""
         return (f"datapath: kernel (system), Linux {release}{where}; each host's namespace has its own; "
                 f"{shown[0]}'s `ovs-dpctl show`: {summary(first)}")
-    return f"datapath: userspace ({kind}@ovs-{kind}); the kernel has no openvswitch module here"
+    why = "as asked" if kernel_datapath_available() else "this kernel has no openvswitch module"
+    return f"datapath: userspace ({kind}@ovs-{kind}), {why}"
 
 
 def _build(args: argparse.Namespace) -> Built:
