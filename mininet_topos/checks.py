@@ -54,13 +54,14 @@ class Bed:
     def vm(self, name: str) -> Vm:
         return next(vm for vm in self.spec.vms if vm.name == name)
 
-    def pair_across_hosts(self) -> tuple[Vm, Vm]:
-        """Two VMs of one network on different hosts."""
+    def pair_across_hosts(self, network: str | None = None) -> tuple[Vm, Vm]:
+        """Two VMs of one network (of `network`, if given) on different hosts."""
         for first in self.spec.vms:
             for second in self.spec.vms:
-                if first.network == second.network and first.host != second.host and first.ip and second.ip:
+                if first.network == second.network and first.host != second.host and first.ip and second.ip \
+                        and network in (None, first.network):
                     return first, second
-        raise LookupError("no network has VMs on two hosts")
+        raise LookupError(f"no network{' ' + network if network else ''} has VMs on two hosts")
 
     def underlay_port(self, host: str) -> str:
         return f"ulp{self.config.host_names.index(host) + 1}"
@@ -79,8 +80,8 @@ def dhcp(bed: Bed, seconds: float) -> Check:
     return Check("every VM got its address from dnsmasq", ok, f"{right}/{len(dhcp_vms)} leased in {seconds:.1f} s")
 
 
-def ping_across_hosts(bed: Bed) -> Check:
-    first, second = bed.pair_across_hosts()
+def ping_across_hosts(bed: Bed, network: str | None = None) -> Check:
+    first, second = bed.pair_across_hosts(network)
     assert second.ip is not None
     replies, rtt = probes.ping(first.name, second.ip, count=10, interval=0.1)
     figure = f"{replies}/10 replies, avg RTT {rtt:.2f} ms" if rtt is not None else f"{replies}/10 replies"
@@ -142,15 +143,27 @@ def learned_flows(bed: Bed) -> Check:
                  f"{len(learned)} learned; VLAN {vlan}, key {network.segmentation_id:#x}, port {ofport}")
 
 
-def gre_on_underlay(bed: Bed) -> Check:
-    first, second = bed.pair_across_hosts()
-    key = bed.config.network(first.network).segmentation_id
-    with probes.Capture("underlay", bed.underlay_port(first.host), "ip proto 47") as seen:
+def gre_on_underlay(bed: Bed, network: str | None = None) -> Check:
+    """A ping's packets on the sender's underlay port, each encapsulated with its network's key:
+    GRE (`GREv0, key=K`) or VXLAN (`VXLAN ... vni K`, the inner frame on tcpdump's next line)."""
+    first, second = bed.pair_across_hosts(network)
+    tunnel = bed.config.network(first.network)
+    key = tunnel.segmentation_id
+    if tunnel.type == "gre":
+        expression, header, label = "ip proto 47", f"GREv0, key={key:#x}", f"GREv0 key={key:#x}"
+    else:
+        expression, header, label = "udp port 4789", f"VXLAN, flags [I] (0x08), vni {key}", f"VXLAN vni {key}"
+    with probes.Capture("underlay", bed.underlay_port(first.host), expression) as seen:
         probes.ping(first.name, str(second.ip), count=2)
-    grey = [line for line in seen.lines if "ICMP echo" in line]
-    ok = bool(grey) and all(f"GREv0, key={key:#x}" in line for line in grey)
-    return Check("the underlay carries GRE with the network's key", ok,
-                 f"{len(grey)} ICMP packets as GREv0 key={key:#x}" if grey else "no GRE seen")
+    packets = []  # (outer line, inner line): VXLAN's inner frame is printed on a line of its own
+    for index, line in enumerate(seen.lines):
+        inner = line if tunnel.type == "gre" else (seen.lines[index + 1] if index + 1 < len(seen.lines) else "")
+        if "ICMP echo" in inner and (tunnel.type == "gre" or "VXLAN" in line):
+            packets.append((line, inner))
+    ok = bool(packets) and all(header in outer for outer, _ in packets)
+    name = tunnel.type.upper()
+    return Check(f"the underlay carries {name} with the network's key", ok,
+                 f"{len(packets)} ICMP packets as {label}" if packets else f"no {name} seen")
 
 
 def inject_unknown_vlan(bed: Bed) -> Check:
@@ -177,8 +190,10 @@ def intruder_gre(bed: Bed) -> Check:
     _add_intruder(bed)
     try:
         captures = [probes.Capture(other.name, "eth0", "ether src fa:16:3e:66:66:66") for other in bed.spec.vms]
+        # The packets must reach the endpoint's host, or the check would prove nothing.
+        arriving = probes.Capture(vm.host, "eth0", f"ip proto 47 and src host {INTRUDER_IP}")
         with ExitStack() as watching:
-            for capture in captures:
+            for capture in (*captures, arriving):
                 watching.enter_context(capture)
             frame = probes.arp_request("fa:16:3e:66:66:66", "10.0.0.66", vm.ip or "10.0.0.3")
             for _ in range(3):
@@ -186,8 +201,10 @@ def intruder_gre(bed: Bed) -> Check:
     finally:
         _remove_intruder(bed)
     delivered = sum(len(c.lines) for c in captures)
-    return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0,
-                 f"3 packets key={key:#x} from {INTRUDER_IP} to {target}: {delivered} frames delivered")
+    arrived = len(arriving.lines)
+    return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0 and arrived == 3,
+                 f"3 packets key={key:#x} from {INTRUDER_IP} to {target}: {arrived} arrived, "
+                 f"{delivered} frames delivered")
 
 
 def _add_intruder(bed: Bed) -> None:

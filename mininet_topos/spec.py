@@ -20,6 +20,9 @@ from flows.config import Config
 from flows.yamlsource import Source
 
 ROLES = ("compute", "network")
+# Bytes a tunnel adds to a VM's frame over an IPv4 underlay: the inner Ethernet header (14), the outer
+# IPv4 header (20) and GRE with a key (8), or UDP (8) and VXLAN's or Geneve's header without options (8).
+ENCAPSULATION = {"gre": 42, "vxlan": 50, "geneve": 50}
 RULES = ("icmp", "ssh", "dhcp")
 _KEYS = ("name", "underlay", "vm_mtu", "roles", "subnets", "router", "external", "security_group")
 
@@ -115,7 +118,15 @@ def testbed_spec(config: Config, default_name: str = "seed") -> TestbedSpec:
     top = check.mapping("testbed", raw, _KEYS) or {}
     name = check.text("testbed.name", top.get("name", default_name), "testbed name") or default_name
     underlay = _underlay(check, top.get("underlay", {}))
-    vm_mtu = check.integer("testbed.vm_mtu", top.get("vm_mtu", 1458), 576, 9000, what="MTU") or 1458
+    types = sorted({network.type for network in config.networks})
+    overhead = max((ENCAPSULATION[kind] for kind in types), default=ENCAPSULATION["gre"])
+    fitting = underlay[1] - overhead  # the largest VM MTU every network's tunnel carries unfragmented
+    vm_mtu = check.integer("testbed.vm_mtu", top.get("vm_mtu", fitting), 576, 9000, what="MTU") or fitting
+    if vm_mtu > fitting:
+        worst = max(types, key=lambda kind: ENCAPSULATION[kind])
+        check.error("testbed.vm_mtu", f"{vm_mtu} + {ENCAPSULATION[worst]} bytes of {worst.upper()} encapsulation "
+                    f"exceeds the underlay MTU {underlay[1]}: at most {fitting} (tunnelled packets larger than "
+                    "the underlay's MTU are dropped)")
     roles = _roles(check, config, top.get("roles", {}))
     subnets = _subnets(check, config, top.get("subnets", {}))
     vms, services = _ports(check, config, roles, subnets)

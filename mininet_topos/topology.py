@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +44,16 @@ def veth(node1: NamedNode, node2: NamedNode, name1: str, name2: str, mac1: str |
     return Link(node1, node2, intfName1=name1, intfName2=name2, addr1=mac1, addr2=mac2)
 
 
+def _load_bridge_netfilter() -> None:
+    """iptables sees bridged traffic (the security groups on qbr) only through br_netfilter, which a
+    distribution kernel does not load by itself: Neutron's iptables firewall loads it, and so do we."""
+    if not Path("/proc/sys/net/bridge").exists():
+        result = subprocess.run(["modprobe", "br_netfilter"], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"the security groups need br_netfilter: modprobe br_netfilter failed: "
+                               f"{result.stderr.strip()}")
+
+
 def say(message: str) -> None:
     print(f"*** {message}", file=sys.stderr, flush=True)
 
@@ -58,6 +69,7 @@ class BuildOptions:
     hub: str = "eventlet"
     datapath_type: str = "netdev"
     progress: Callable[[str], None] = say
+    agent_timeout: float = 60  # seconds for every agent to be in sync (a guest under software emulation: more)
 
 
 @dataclass
@@ -177,7 +189,7 @@ class Testbed:
             host.start_agent(config_copy, self.options.hub, self.options.datapath_type)
         for host in hosts.values():
             assert host.agent is not None
-            host.agent.wait_in_sync(timeout=60)
+            host.agent.wait_in_sync(timeout=self.options.agent_timeout)
         timings["agents_in_sync"] = time.monotonic() - started
         if self.options.datapath_type == "netdev":
             self._preseed_tunnel_neighbours(hosts)
@@ -188,6 +200,7 @@ class Testbed:
             for vm in host_vms:
                 self._plug_vm(host, vm)
             if host_vms:
+                _load_bridge_netfilter()
                 host.sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1")
                 rules = Path(state.directory) / f"sg-{name}.rules"
                 rules.write_text(services.security_group_rules(host_vms, spec.allowed_ingress))
@@ -201,7 +214,7 @@ class Testbed:
             if port.kind == "dhcp":
                 self._dhcp(state, namespaces[spec.dhcp_namespace(port.network)], port)
         for vm in spec.vms:
-            vms[vm.name].prepare(spec.vm_mtu)
+            vms[vm.name].prepare(spec.vm_mtu, self.options.datapath_type)
         timings["plumbed"] = time.monotonic() - started
 
         progress("VMs asking for addresses" if any(s.dhcp for s in spec.subnets.values()) else "VM addresses")
@@ -248,11 +261,11 @@ class Testbed:
             if port.kind == "router":
                 prefix = spec.subnets[port.network].cidr.prefixlen if port.network in spec.subnets else 24
                 namespace.sh(f"ip link set {port.name} mtu {mtu} up && ip addr add {port.ip}/{prefix} dev {port.name}")
-                namespace.checksums_in_software(port.name)
+                namespace.checksums_in_software(port.name, self.options.datapath_type)
         gateway = router.gateway_name
         namespace.sh(f"ip addr add {router.gateway_ip}/{router.external_cidr.prefixlen} dev {gateway}")
         namespace.sh(f"ip link set {gateway} up && ip route add default via {router.external_host} dev {gateway}")
-        namespace.checksums_in_software(gateway)
+        namespace.checksums_in_software(gateway, self.options.datapath_type)
         namespace.sh("sysctl -qw net.ipv4.ip_forward=1")
         rules = Path(namespace.state.directory if namespace.state else "/tmp") / "router-nat.rules"
         rules.write_text(services.router_nat_rules(router))
@@ -260,13 +273,13 @@ class Testbed:
         external = namespaces["external"]
         external.sh(f"ip addr add {router.external_host}/{router.external_cidr.prefixlen} dev eth0 && "
                     "ip link set eth0 up")
-        external.checksums_in_software("eth0")
+        external.checksums_in_software("eth0", self.options.datapath_type)
 
     def _dhcp(self, state: TestbedState, namespace: NamedNode, port: ServicePort) -> None:
         subnet = self.spec.subnets[port.network]
         namespace.sh(f"ip link set {port.name} mtu {self.spec.vm_mtu} up && "
                      f"ip addr add {port.ip}/{subnet.cidr.prefixlen} dev {port.name}")
-        namespace.checksums_in_software(port.name)
+        namespace.checksums_in_software(port.name, self.options.datapath_type)
         directory = Path(state.directory) / "dhcp" / subnet.network_id
         services.dnsmasq_files(directory, subnet, port, list(self.spec.vms), list(self.spec.services),
                                self.spec.vm_mtu)

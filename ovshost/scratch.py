@@ -1,11 +1,20 @@
 """A scratch br-tun on a real, private Open vSwitch, for replaying packets with ofproto/trace.
 
-The daemon runs with `--enable-dummy`, which gives it a dummy datapath
-(no kernel devices) and the `time/stop` and `time/warp` commands, so a
-case's clock advances are real hard timeouts on the real switch.  Tunnel
-ports are real GRE/VXLAN/Geneve ports with the case's ofports; patch-int
-is a dummy port.  `ofproto/trace -generate` executes learn actions, so the
+The daemon runs with `--enable-dummy`, which gives it the `time/stop` and
+`time/warp` commands, so a case's clock advances are real hard timeouts on
+the real switch.  `ofproto/trace -generate` executes learn actions, so the
 switch's table 20 evolves packet by packet as it would with traffic.
+
+On either datapath (`datapath_type`):
+- `netdev` (the userspace one, as on these machines): the bridge is on the
+  dummy datapath (Open vSwitch's userspace datapath with no kernel devices);
+  tunnel ports are its native GRE/VXLAN/Geneve ports, patch-int a dummy port.
+- `system` (the kernel module loaded): the bridge is on the kernel datapath
+  (`system@ovs-system` in the scratch namespace); tunnel ports are kernel
+  vports (`gre_sys`, `vxlan_sys_4789`, `genev_sys_6081`), and patch-int is an
+  internal port, because the kernel datapath takes no dummy ports.  The
+  clock is the daemon's, so `time/warp` expires learned flows as on the
+  userspace datapath (seen in the kernel lane).
 """
 
 from __future__ import annotations
@@ -27,16 +36,23 @@ BRIDGE = "br-tun"
 
 
 class ScratchSwitch:
-    def __init__(self) -> None:
+    def __init__(self, datapath_type: str = "netdev") -> None:
+        if datapath_type not in ("netdev", "system"):
+            raise ValueError(f"a scratch switch runs on netdev or system, not {datapath_type}")
         name = f"brtun-replay-{uuid.uuid4().hex[:6]}"
         self.ovs = PrivateOvs(name, RUN_ROOT / name)
+        self.datapath_type = datapath_type
         self._ports: dict[str, int] = {}
         self._flows_file = self.ovs.rundir / "flows"
 
     def __enter__(self) -> ScratchSwitch:
         self.ovs.start(vswitchd_args=("--enable-dummy",))
-        self.ovs.add_bridge(BRIDGE, "fail_mode=secure", "protocols=OpenFlow13", datapath="dummy")
+        self.ovs.add_bridge(BRIDGE, "fail_mode=secure", "protocols=OpenFlow13", datapath=self._bridge_datapath)
         return self
+
+    @property
+    def _bridge_datapath(self) -> str:
+        return "dummy" if self.datapath_type == "netdev" else "system"
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
@@ -74,7 +90,7 @@ class ScratchSwitch:
                 continue
             if name in self._ports:
                 self.ovs.vsctl("del-port", BRIDGE, name)
-            settings = ["type=dummy"]
+            settings = ["type=dummy" if self.datapath_type == "netdev" else "type=internal"]
             parsed = parse_tunnel_port_name(name)
             if name != PATCH_INT and parsed is not None:
                 settings = [f"type={parsed[0]}", f"options:remote_ip={parsed[1]}", "options:key=flow"]
