@@ -25,6 +25,7 @@ from flows.replay import (
     outcome,
     problems,
     run_offline,
+    tunnel_endpoints,
 )
 from ovshost.datapath import datapath_type
 from ovshost.scratch import ScratchSwitch
@@ -73,11 +74,11 @@ def run_live(cases: list[Case], datapath: str = "netdev", switch: ScratchSwitch 
             return run_live(cases, switch=scratch)
     all_results = []
     for case in cases:
-        switch.load(bridge_ports(case.config, case.host), case.flows())
+        switch.load(bridge_ports(case.config, case.host), case.flows(), tunnel_endpoints(case.config, case.host))
         results = []
         for step in case.steps:
             if isinstance(step, Reconfigure):
-                switch.set_ports(bridge_ports(step.config, case.host))
+                switch.set_ports(bridge_ports(step.config, case.host), tunnel_endpoints(step.config, case.host))
                 wanted = desired_flows(step.config, case.host)
                 switch.apply(diff(wanted, switch.flows(), step.config.cookie).changes)
                 continue

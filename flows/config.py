@@ -8,6 +8,7 @@ must be fixed, and nothing is applied while any error remains.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +39,8 @@ class Options:
     dscp: int | None = None  # 0..63: tunnel ports' tos = dscp << 2
     dscp_inherit: bool = False  # tunnel ports' tos = inherit
     vxlan_udp_port: int = VXLAN_UDP_PORT  # VXLAN ports' dst_port when not the default
+    underlay_mtu: int = 1500  # Neutron's global_physnet_mtu: what the underlay carries (flows.mtu)
+    geneve_max_header_size: int = 30  # Neutron's ml2_type_geneve max_header_size: Geneve with its options
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class InvalidConfig(ValueError):
 
 _TOP_KEYS = ("cookie", "options", "networks", "hosts", "testbed")
 _OPTION_KEYS = ("l2_population", "arp_responder", "learn_hard_timeout", "dont_fragment", "tunnel_csum", "dscp",
-                "dscp_inherit", "vxlan_udp_port")
+                "dscp_inherit", "vxlan_udp_port", "underlay_mtu", "geneve_max_header_size")
 _NETWORK_KEYS = ("type", "segmentation_id")
 _HOST_KEYS = ("datapath_id", "int_datapath_id", "local_ip", "tunnel_types", "local_vlans", "ofports",
               "ports")
@@ -153,6 +156,7 @@ def validate(source: yamlsource.Source) -> Config:
     networks = _networks(check, top.get("networks"))
     hosts = _hosts(check, top.get("hosts"), networks)
     _check_unique_addresses(check, hosts)
+    _check_families(check, hosts)
     for host in hosts:
         _check_ofports(check, host, hosts)
     if check.errors:
@@ -171,7 +175,8 @@ def _options(check: Checker, raw: object) -> Options:
             if flag is not None:
                 values[name] = flag
     for name, low, high, what in (("learn_hard_timeout", 1, 65535, "seconds"), ("dscp", 0, 63, "DSCP value"),
-                                  ("vxlan_udp_port", 1, 65535, "UDP port")):
+                                  ("vxlan_udp_port", 1, 65535, "UDP port"), ("underlay_mtu", 1280, 9216, "MTU"),
+                                  ("geneve_max_header_size", 30, 260, "bytes")):
         if name in given:
             number = check.integer(f"options.{name}", given[name], low, high, what=what)
             if number is not None:
@@ -363,24 +368,43 @@ def possible_tunnel_ports(host: Host, hosts: list[Host] | tuple[Host, ...]) -> d
 
 
 def _check_ofports(check: Checker, host: Host, hosts: list[Host]) -> None:
-    """Explicit ofports must name real ports; final numbers must be distinct."""
+    """Explicit ofports must name real ports and be distinct; the rest are allocated around them
+    (flows.model.allocate_ofports), so nothing else can collide."""
     path = f"hosts.{host.name}.ofports"
     possible = possible_tunnel_ports(host, hosts)
-    explicit = dict(host.ofports)
-    for name in explicit:
+    owner: dict[int, str] = {}
+    for name, number in host.ofports:
         if name != naming.PATCH_INT and name not in possible:
             choices = [naming.PATCH_INT, *sorted(possible)]
             check.error(f"{path}.{name}", "no such port on this host's br-tun (its ports: "
                         + ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "") + ")")
-    owner: dict[int, str] = {}
-    for name in [naming.PATCH_INT, *sorted(possible)]:
-        number = explicit.get(name) or naming.default_ofport(name)
-        if number in owner:
-            rule = "set" if name in explicit else "the default rule gives"
-            check.error(path, f"{rule} {owner[number]} and {name} the same ofport {number}; "
-                        "give them distinct explicit ofports")
+        elif number in owner:
+            check.error(f"{path}.{name}", f"{number} is already the ofport of {owner[number]}")
         else:
             owner[number] = name
+
+
+def _check_families(check: Checker, hosts: list[Host]) -> None:
+    """Neutron makes no tunnel between an IPv4 and an IPv6 endpoint (its agent logs "IP version
+    mismatch, cannot create tunnel"): hosts that share a tunnel type share an address family.
+    Each host of the smaller family (IPv6 on a tie) is named once, with a host of the other."""
+    reported: set[str] = set()
+    for tunnel_type in TUNNEL_TYPES:
+        speaking: dict[int, list[Host]] = {4: [], 6: []}
+        for host in hosts:
+            if tunnel_type in host.tunnel_types:
+                speaking[ipaddress.ip_address(host.local_ip).version].append(host)
+        if not speaking[4] or not speaking[6]:
+            continue
+        fewer = 4 if len(speaking[4]) < len(speaking[6]) else 6
+        other = speaking[10 - fewer][0]
+        for host in speaking[fewer]:
+            if host.name not in reported:
+                reported.add(host.name)
+                check.error(f"hosts.{host.name}.local_ip",
+                            f"{host.local_ip} is IPv{fewer}, but hosts.{other.name}.local_ip {other.local_ip} is "
+                            f"IPv{10 - fewer} and both speak {tunnel_type}: Neutron makes no tunnel between address "
+                            "families (give every host of a tunnel type the same family)")
 
 
 def _check_unique_addresses(check: Checker, hosts: list[Host]) -> None:

@@ -25,7 +25,7 @@ from types import TracebackType
 
 from flows.diff import Change, Kind
 from flows.flow import Flow, render_flows
-from flows.naming import PATCH_INT, parse_tunnel_port_name
+from flows.naming import PATCH_INT, ovs_port_type
 from flows.simulator import Verdict
 from flows.textparse import parse_dump
 from flows.tracetext import parse_trace, trace_flow_text
@@ -58,9 +58,11 @@ class ScratchSwitch:
                  trace: TracebackType | None) -> None:
         self.ovs.stop()
 
-    def load(self, ports: dict[str, int], flows: tuple[Flow, ...] | list[Flow]) -> None:
-        """Make the bridge have exactly these ports and flows (learned ones gone), clock stopped."""
-        self.set_ports(ports)
+    def load(self, ports: dict[str, int], flows: tuple[Flow, ...] | list[Flow],
+             endpoints: dict[str, tuple[str, str]]) -> None:
+        """Make the bridge have exactly these ports (tunnel ports toward `endpoints`: name ->
+        (tunnel type, remote address)) and flows (learned ones gone), clock stopped."""
+        self.set_ports(ports, endpoints)
         self._flows_file.write_text(render_flows(flows))
         self.ovs.ofctl("--bundle", "replace-flows", BRIDGE, str(self._flows_file))
         self.ovs.run("ovs-appctl", "time/stop")
@@ -82,7 +84,7 @@ class ScratchSwitch:
         self._flows_file.write_text("\n".join(lines) + "\n")
         self.ovs.ofctl("--bundle", "add-flows", BRIDGE, str(self._flows_file))
 
-    def set_ports(self, ports: dict[str, int]) -> None:
+    def set_ports(self, ports: dict[str, int], endpoints: dict[str, tuple[str, str]]) -> None:
         for name in set(self._ports) - set(ports):
             self.ovs.vsctl("del-port", BRIDGE, name)
         for name, ofport in ports.items():
@@ -91,9 +93,12 @@ class ScratchSwitch:
             if name in self._ports:
                 self.ovs.vsctl("del-port", BRIDGE, name)
             settings = ["type=dummy" if self.datapath_type == "netdev" else "type=internal"]
-            parsed = parse_tunnel_port_name(name)
-            if name != PATCH_INT and parsed is not None:
-                settings = [f"type={parsed[0]}", f"options:remote_ip={parsed[1]}", "options:key=flow"]
+            if name != PATCH_INT and name in endpoints:
+                tunnel_type, remote_ip = endpoints[name]
+                kind = ovs_port_type(tunnel_type, remote_ip)
+                settings = [f"type={kind}", f"options:remote_ip={remote_ip}", "options:key=flow"]
+                if kind == "ip6gre":
+                    settings.append("options:packet_type=legacy_l2")
             self.ovs.vsctl("add-port", BRIDGE, name, "--", "set", "Interface", name, *settings,
                            f"ofport_request={ofport}")
         self._ports = dict(ports)
