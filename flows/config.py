@@ -370,6 +370,8 @@ def possible_tunnel_ports(host: Host, hosts: list[Host] | tuple[Host, ...]) -> d
 def _check_ofports(check: Checker, host: Host, hosts: list[Host]) -> None:
     """Explicit ofports must name real ports and be distinct; the rest are allocated around them
     (flows.model.allocate_ofports), so nothing else can collide."""
+    if not host.ofports:
+        return  # the common case, and the cheap one: every other port is only allocated
     path = f"hosts.{host.name}.ofports"
     possible = possible_tunnel_ports(host, hosts)
     owner: dict[int, str] = {}
