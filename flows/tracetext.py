@@ -135,10 +135,12 @@ def split_top_level(text: str) -> list[str]:
 
 
 def _tunnel(action: str) -> tuple[str, int] | None:
-    """`tnl_push(...ipv4(src=..,dst=IP,...),gre((...),key=0x1)),...)` -> (IP, key)."""
+    """`tnl_push(...ipv4(src=..,dst=IP,...),gre((...),key=0x1)),...)` -> (IP, key); over IPv6 the
+    header is `ipv6(src=..,dst=IP,...)`."""
     if not action.startswith("tnl_push("):
         return None
-    destination = action.split("ipv4(", 1)[1].split("dst=", 1)[1].split(",", 1)[0]
+    header = "ipv6(" if "ipv6(" in action else "ipv4("
+    destination = action.split(header, 1)[1].split("dst=", 1)[1].split(",", 1)[0]
     key_text = action.split("key=", 1)[1] if "key=" in action else "0"
     key = int(key_text.split(")", 1)[0].split(",", 1)[0], 0)
     return destination, key
@@ -149,7 +151,7 @@ def _set_tunnel(action: str) -> tuple[str, int] | None:
     if not action.startswith("set(tunnel("):
         return None
     fields = dict(part.partition("=")[::2] for part in split_top_level(action[len("set(tunnel("):-2]))
-    return fields.get("dst", ""), int(fields.get("tun_id", "0"), 0)
+    return fields.get("dst") or fields.get("ipv6_dst", ""), int(fields.get("tun_id", "0"), 0)
 
 
 def _datapath_outputs(actions: list[str], tunnels: list[tuple[str, int]], ports: list[int],

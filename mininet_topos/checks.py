@@ -16,6 +16,7 @@ from pathlib import Path
 from flows.config import Config
 from flows.fields import mac_value
 from flows.model import local_vlans
+from flows.mtu import family_of
 from flows.naming import tunnel_port_name
 from flows.textparse import parse_dump
 from mininet_topos import probes
@@ -27,7 +28,22 @@ from ovshost.state import TestbedState
 ICMP_REQUEST = re.compile(r"(\d+\.\d+\.\d+\.\d+) > \d+\.\d+\.\d+\.\d+: ICMP echo request")
 SSH = 22  # the security group lets TCP in on this port only
 INTRUDER = "intruder"
-INTRUDER_IP = "192.168.100.250"
+# What leaves a host's br-tun on the underlay, whatever the encapsulation and the address family.
+ANY_TUNNEL = "ip proto 47 or ip6 proto 47 or udp port 4789 or udp port 6081"
+
+
+def intruder_ip(bed: Bed) -> str:
+    """An underlay address no host has: the intruder's."""
+    return str(bed.spec.underlay.network_address + 250)
+
+
+def _tunnel_expression(bed: Bed, tunnel_type: str) -> str:
+    """The tcpdump expression for one network's encapsulated packets on the underlay."""
+    ip = "ip6" if family_of(bed.config, tunnel_type) == 6 else "ip"
+    if tunnel_type == "gre":
+        return f"{ip} proto 47"
+    port = bed.config.options.vxlan_udp_port if tunnel_type == "vxlan" else 6081
+    return f"{ip} and udp port {port}"
 
 
 @dataclass(frozen=True)
@@ -149,10 +165,11 @@ def gre_on_underlay(bed: Bed, network: str | None = None) -> Check:
     first, second = bed.pair_across_hosts(network)
     tunnel = bed.config.network(first.network)
     key = tunnel.segmentation_id
+    expression = _tunnel_expression(bed, tunnel.type)
     if tunnel.type == "gre":
-        expression, header, label = "ip proto 47", f"GREv0, key={key:#x}", f"GREv0 key={key:#x}"
+        header, label = f"GREv0, key={key:#x}", f"GREv0 key={key:#x}"
     else:
-        expression, header, label = "udp port 4789", f"VXLAN, flags [I] (0x08), vni {key}", f"VXLAN vni {key}"
+        header, label = f"VXLAN, flags [I] (0x08), vni {key}", f"VXLAN vni {key}"
     with probes.Capture("underlay", bed.underlay_port(first.host), expression) as seen:
         probes.ping(first.name, str(second.ip), count=2)
     packets = []  # (outer line, inner line): VXLAN's inner frame is printed on a line of its own
@@ -166,6 +183,26 @@ def gre_on_underlay(bed: Bed, network: str | None = None) -> Check:
                  f"{len(packets)} ICMP packets as {label}" if packets else f"no {name} seen")
 
 
+def largest_packet(bed: Bed, network: str | None = None) -> Check:
+    """The VM's MTU is what its network's tunnel carries (flows.mtu, given by DHCP option 26 or set
+    on the VM): the largest packet with DF set crosses, and one byte more is refused by the VM's own
+    stack instead of vanishing in the tunnel."""
+    first, second = bed.pair_across_hosts(network)
+    mtu = bed.spec.mtu(first.network)
+    link = probes.netns(first.name, "ip", "-o", "link", "show", "eth0").stdout
+    fits = probes.netns(first.name, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", str(mtu - 28),
+                        str(second.ip), timeout=30)
+    over = probes.netns(first.name, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", str(mtu - 27), str(second.ip),
+                        timeout=30)
+    crossed = " 2 received" in fits.stdout
+    refused = "message too long" in (over.stdout + over.stderr).lower()
+    ok = f" mtu {mtu} " in link and crossed and refused
+    kind = bed.config.network(first.network).type
+    return Check(f"VM MTU {mtu} ({kind}): the largest packet crosses, one byte more is refused", ok,
+                 f"{mtu} bytes with DF: {'2/2 across' if crossed else 'LOST'}; {mtu + 1}: "
+                 + ("refused (message too long)" if refused else "NOT refused"))
+
+
 def inject_unknown_vlan(bed: Bed) -> Check:
     """Frames from patch-int with another host's VLAN, or one nobody uses, go nowhere."""
     vlans_of = {h.name: set(local_vlans(h, bed.config).values()) for h in bed.config.hosts}
@@ -173,7 +210,7 @@ def inject_unknown_vlan(bed: Bed) -> Check:
     hosts_with_vms = [vm.host for vm in bed.spec.vms]
     host = max(hosts_with_vms, key=lambda h: (len(every - vlans_of[h]), -hosts_with_vms.index(h)))
     vlans = [*sorted(every - vlans_of[host])[:1], 99]
-    with probes.Capture("underlay", bed.underlay_port(host), "ip proto 47") as seen:
+    with probes.Capture("underlay", bed.underlay_port(host), ANY_TUNNEL) as seen:
         for vlan in vlans:
             frame = probes.arp_request("fa:16:3e:ee:ee:ee", "10.9.9.9", "10.9.9.10", vlan=vlan)
             bed.ovs(host).ofctl("packet-out", "br-tun", f"in_port=1 packet={frame.hex()} actions=table")
@@ -191,7 +228,7 @@ def intruder_gre(bed: Bed) -> Check:
     try:
         captures = [probes.Capture(other.name, "eth0", "ether src fa:16:3e:66:66:66") for other in bed.spec.vms]
         # The packets must reach the endpoint's host, or the check would prove nothing.
-        arriving = probes.Capture(vm.host, "eth0", f"ip proto 47 and src host {INTRUDER_IP}")
+        arriving = probes.Capture(vm.host, "eth0", f"{_tunnel_expression(bed, 'gre')} and src host {intruder_ip(bed)}")
         with ExitStack() as watching:
             for capture in (*captures, arriving):
                 watching.enter_context(capture)
@@ -203,7 +240,7 @@ def intruder_gre(bed: Bed) -> Check:
     delivered = sum(len(c.lines) for c in captures)
     arrived = len(arriving.lines)
     return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0 and arrived == 3,
-                 f"3 packets key={key:#x} from {INTRUDER_IP} to {target}: {arrived} arrived, "
+                 f"3 packets key={key:#x} from {intruder_ip(bed)} to {target}: {arrived} arrived, "
                  f"{delivered} frames delivered")
 
 
@@ -213,8 +250,8 @@ def _add_intruder(bed: Bed) -> None:
     subprocess.run(["ip", "link", "add", "ulpx", "netns", "underlay", "type", "veth", "peer", "name", "eth0",
                     "netns", INTRUDER], check=True)
     probes.netns("underlay", "ip", "link", "set", "ulpx", "master", "underlay", "up", check=True)
-    probes.netns(INTRUDER, "ip", "addr", "add", f"{INTRUDER_IP}/{bed.spec.underlay.prefixlen}", "dev", "eth0",
-                 check=True)
+    probes.netns(INTRUDER, "ip", "addr", "add", f"{intruder_ip(bed)}/{bed.spec.underlay.prefixlen}", "dev", "eth0",
+                 *(["nodad"] if bed.spec.underlay.version == 6 else []), check=True)
     probes.netns(INTRUDER, "ip", "link", "set", "eth0", "up", check=True)
     for host in bed.config.hosts:  # it knows where the endpoints are: no ARP in the way
         probes.netns(INTRUDER, "ip", "neigh", "replace", host.local_ip, "lladdr", phy_mac(host.local_ip),
@@ -256,7 +293,7 @@ def broadcast_copies(bed: Bed) -> Check:
     target = "10.1.0.222" if sender.ip and sender.ip.startswith("10.1.") else "10.0.0.222"
     captures = {vm.name: probes.Capture(vm.name, "eth0", f"arp and host {target}")
                 for vm in bed.spec.vms if vm.name != sender.name}
-    underlay = probes.Capture("underlay", bed.underlay_port(sender.host), "ip proto 47")
+    underlay = probes.Capture("underlay", bed.underlay_port(sender.host), ANY_TUNNEL)
     with ExitStack() as watching:
         for capture in (*captures.values(), underlay):
             watching.enter_context(capture)
@@ -279,10 +316,11 @@ def broadcast_copies(bed: Bed) -> Check:
 
 def seed_checks(bed: Bed, dhcp_seconds: float) -> list[Check]:
     return [dhcp(bed, dhcp_seconds), ping_across_hosts(bed), tcp_across_hosts(bed), snat(bed),
-            security_group(bed), learned_flows(bed), gre_on_underlay(bed), inject_unknown_vlan(bed),
-            intruder_gre(bed)]
+            security_group(bed), learned_flows(bed), gre_on_underlay(bed), largest_packet(bed),
+            inject_unknown_vlan(bed), intruder_gre(bed)]
 
 
 def mesh_checks(bed: Bed) -> list[Check]:
     return [ping_across_hosts(bed), tcp_across_hosts(bed), overlapping_subnets(bed), broadcast_copies(bed),
-            learned_flows(bed), gre_on_underlay(bed), inject_unknown_vlan(bed), intruder_gre(bed)]
+            learned_flows(bed), gre_on_underlay(bed), largest_packet(bed), inject_unknown_vlan(bed),
+            intruder_gre(bed)]

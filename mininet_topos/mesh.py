@@ -37,7 +37,7 @@ def mesh_config(hosts: int, networks: int = 2, l2_population: bool = False,
         "hosts": {},
         "testbed": {
             "name": "mesh",
-            "underlay": {"cidr": "192.168.100.0/24", "mtu": 1500},
+            "underlay": {"cidr": "192.168.100.0/24"},
             "subnets": {name: {"cidr": "10.1.0.0/24", "dhcp": False, "network_id": f"{name}-net"}
                         for name in names},
         },

@@ -22,6 +22,11 @@ from ovshost.state import Daemon, TestbedState
 UDHCPC_SCRIPT = Path(__file__).with_name("udhcpc.script")
 
 
+def _nodad(address: str) -> str:
+    """An IPv6 endpoint is usable at once: no duplicate address detection on a link we made."""
+    return " nodad" if ":" in address else ""
+
+
 class CommandError(RuntimeError):
     pass
 
@@ -109,9 +114,9 @@ class SimHost(NamedNode):
         if datapath_type == "netdev":
             self.vsctl("add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev",
                        "fail_mode=standalone", f"other_config:hwaddr={hwaddr}", "--", "add-port", "br-phy", intf)
-            self.sh(f"ip addr add {address}/{prefix} dev br-phy && ip link set br-phy mtu {mtu} up")
+            self.sh(f"ip addr add {address}/{prefix} dev br-phy{_nodad(address)} && ip link set br-phy mtu {mtu} up")
         else:
-            self.sh(f"ip addr add {address}/{prefix} dev {intf}")
+            self.sh(f"ip addr add {address}/{prefix} dev {intf}{_nodad(address)}")
 
     def restart_switch(self, address: str, prefix: int, mtu: int, neighbours: dict[str, str]) -> None:
         """Restart this host's ovs-vswitchd, then redo what the host's network config would: the
@@ -126,7 +131,7 @@ class SimHost(NamedNode):
             if time.monotonic() > deadline:
                 raise CommandError(f"{self.name}: br-phy did not come back after the switch restarted")
             time.sleep(0.05)
-        self.sh(f"ip addr replace {address}/{prefix} dev br-phy && ip link set br-phy mtu {mtu} up")
+        self.sh(f"ip addr replace {address}/{prefix} dev br-phy{_nodad(address)} && ip link set br-phy mtu {mtu} up")
         for ip, mac in neighbours.items():
             self.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", ip, mac)
 

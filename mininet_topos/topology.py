@@ -60,7 +60,7 @@ def say(message: str) -> None:
 
 def phy_mac(local_ip: str) -> str:
     """A fixed MAC for a host's br-phy, so tunnel neighbours can be pre-seeded."""
-    octets = ipaddress.IPv4Address(local_ip).packed
+    octets = ipaddress.ip_address(local_ip).packed[-4:]  # an IPv6 endpoint: its last 32 bits
     return "02:00:" + ":".join(f"{b:02x}" for b in octets)
 
 
@@ -206,7 +206,7 @@ class Testbed:
                 rules.write_text(services.security_group_rules(host_vms, spec.allowed_ingress))
                 host.sh(f"iptables-restore < {rules}")
         for port in spec.services:
-            hosts[port.host].sh(f"ip link set {port.name} mtu {spec.vm_mtu} up")
+            hosts[port.host].sh(f"ip link set {port.name} mtu {spec.mtu(port.network)} up")
             hosts[port.host].plug("br-int", port.name, port.mac, f"{port.kind}-{port.name}")
         if spec.router is not None:
             self._router(hosts[spec.network_hosts[0]], namespaces)
@@ -214,7 +214,7 @@ class Testbed:
             if port.kind == "dhcp":
                 self._dhcp(state, namespaces[spec.dhcp_namespace(port.network)], port)
         for vm in spec.vms:
-            vms[vm.name].prepare(spec.vm_mtu, self.options.datapath_type)
+            vms[vm.name].prepare(spec.mtu(vm.network), self.options.datapath_type)
         timings["plumbed"] = time.monotonic() - started
 
         progress("VMs asking for addresses" if any(s.dhcp for s in spec.subnets.values()) else "VM addresses")
@@ -234,7 +234,7 @@ class Testbed:
                     host.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", other.local_ip, phy_mac(other.local_ip))
 
     def _plug_vm(self, host: SimHost, vm: Vm) -> None:
-        mtu = self.spec.vm_mtu
+        mtu = self.spec.mtu(vm.network)
         tap, qbr, qvb, qvo = (vm.device(p) for p in ("tap", "qbr", "qvb", "qvo"))
         host.sh(f"ip link add {qbr} type bridge")
         host.sh(f"ip link add {qvb} mtu {mtu} type veth peer name {qvo} mtu {mtu}")
@@ -249,7 +249,6 @@ class Testbed:
         spec = self.spec
         router = spec.router
         assert router is not None
-        mtu = spec.vm_mtu
         network_host.vsctl("--may-exist", "add-br", "br-ex", "--", "set", "Bridge", "br-ex",
                            f"datapath_type={self.options.datapath_type}", "fail_mode=standalone")
         for port in (router.gateway_name, "eth-ext"):
@@ -260,7 +259,8 @@ class Testbed:
         for port in spec.services:
             if port.kind == "router":
                 prefix = spec.subnets[port.network].cidr.prefixlen if port.network in spec.subnets else 24
-                namespace.sh(f"ip link set {port.name} mtu {mtu} up && ip addr add {port.ip}/{prefix} dev {port.name}")
+                namespace.sh(f"ip link set {port.name} mtu {spec.mtu(port.network)} up && "
+                             f"ip addr add {port.ip}/{prefix} dev {port.name}")
                 namespace.checksums_in_software(port.name, self.options.datapath_type)
         gateway = router.gateway_name
         namespace.sh(f"ip addr add {router.gateway_ip}/{router.external_cidr.prefixlen} dev {gateway}")
@@ -277,12 +277,12 @@ class Testbed:
 
     def _dhcp(self, state: TestbedState, namespace: NamedNode, port: ServicePort) -> None:
         subnet = self.spec.subnets[port.network]
-        namespace.sh(f"ip link set {port.name} mtu {self.spec.vm_mtu} up && "
+        namespace.sh(f"ip link set {port.name} mtu {self.spec.mtu(port.network)} up && "
                      f"ip addr add {port.ip}/{subnet.cidr.prefixlen} dev {port.name}")
         namespace.checksums_in_software(port.name, self.options.datapath_type)
         directory = Path(state.directory) / "dhcp" / subnet.network_id
         services.dnsmasq_files(directory, subnet, port, list(self.spec.vms), list(self.spec.services),
-                               self.spec.vm_mtu)
+                               self.spec.mtu(port.network))
         state.add_daemon(Daemon("dnsmasq", str(directory / "pid"), str(directory), namespace.name))
         namespace.ns(*services.dnsmasq_command(directory, subnet, port))
 

@@ -191,7 +191,7 @@ def vxlan_mesh_scenario(s: Scenario) -> None:
     try:
         say(f"up in {built.timings['addresses']:.0f} s; networks: "
             + ", ".join(f"{n.name} {n.type} {n.segmentation_id}" for n in built.config.networks)
-            + f"; VM MTU {built.spec.vm_mtu}")
+            + "; VM MTUs " + ", ".join(f"{name} {mtu}" for name, mtu in sorted(built.spec.mtus.items())))
         for host in sorted(built.hosts):
             s.datapath(host, wants=("br-tun", "gre_sys", "vxlan_sys_4789"))
         bed = checks.Bed(built.state, built.spec, built.config)
@@ -199,9 +199,10 @@ def vxlan_mesh_scenario(s: Scenario) -> None:
         s.check(checks.ping_across_hosts(bed, vxlan))
         s.check(checks.gre_on_underlay(bed, vxlan))
         first, second = bed.pair_across_hosts(vxlan)
-        big = checks.probes.netns(first.name, "ping", "-c", "2", "-M", "do", "-s", str(built.spec.vm_mtu - 28),
+        mtu = built.spec.mtu(vxlan)
+        big = checks.probes.netns(first.name, "ping", "-c", "2", "-M", "do", "-s", str(mtu - 28),
                                   "-W", "2", str(second.ip), timeout=30).stdout
-        s.expect(" 2 received" in big, f"a full-size packet ({built.spec.vm_mtu} bytes) crosses VXLAN",
+        s.expect(" 2 received" in big, f"a full-size packet ({mtu} bytes) crosses VXLAN",
                  big.strip().splitlines()[-2] if big.strip() else "no output")
     finally:
         built.close()

@@ -103,11 +103,11 @@ def test_dpctl_summary_names_the_datapath_and_its_ports() -> None:
     assert summary("ovs-dpctl: no datapaths exist") == "no kernel datapath"
 
 
-def test_the_vm_mtu_defaults_to_what_the_largest_encapsulation_leaves() -> None:
+def test_each_networks_vm_mtu_is_what_its_encapsulation_leaves() -> None:
     gre = spec.testbed_spec(parse_config(mesh_yaml(2)), "mesh")
-    assert gre.vm_mtu == 1500 - 42
+    assert gre.mtus == {"blue": 1500 - 42, "red": 1500 - 42}
     mixed = spec.testbed_spec(parse_config(_yaml(mesh_config(2, types=("gre", "vxlan")))), "mesh")
-    assert mixed.vm_mtu == 1500 - 50
+    assert mixed.mtus == {"blue": 1500 - 42, "red": 1500 - 50}
 
 
 def test_a_vm_mtu_too_large_for_vxlan_is_refused_with_the_largest_that_fits() -> None:
@@ -115,8 +115,16 @@ def test_a_vm_mtu_too_large_for_vxlan_is_refused_with_the_largest_that_fits() ->
     config["testbed"]["vm_mtu"] = 1458
     with pytest.raises(spec.InvalidTestbed) as error:
         spec.testbed_spec(parse_config(_yaml(config)), "mesh")
-    assert ("testbed.vm_mtu: 1458 + 50 bytes of VXLAN encapsulation exceeds the underlay MTU 1500: at most 1450"
+    assert ("testbed.vm_mtu: 1458 does not fit vxlan network red on a 1500-byte underlay: at most "
+            "1450 = 1500 - 50 (vxlan over IPv4: 30 + 20) (a bigger packet is dropped, not fragmented)"
             in str(error.value))
+
+
+def test_the_underlays_mtu_has_one_home() -> None:
+    config = mesh_config(2)
+    config["testbed"]["underlay"]["mtu"] = 9000
+    with pytest.raises(spec.InvalidTestbed, match=r"testbed\.underlay\.mtu: the underlay.s MTU is options\.underlay_mtu"):
+        spec.testbed_spec(parse_config(_yaml(config)), "mesh")
 
 
 def _yaml(data: dict[str, object]) -> str:
