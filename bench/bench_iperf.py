@@ -52,8 +52,7 @@ hosts:
       - {network: private, mac: "fa:16:3e:5a:00:03", ip: 10.5.0.13, name: qvo5a000003-03}
 testbed:
   name: p5bench
-  underlay: {cidr: 192.168.100.0/24, mtu: 1500}
-  vm_mtu: 1458
+  underlay: {cidr: 192.168.100.0/24}
   roles: {p5c1: compute, p5c2: compute}
   subnets:
     private: {cidr: 10.5.0.0/24, dhcp: false}

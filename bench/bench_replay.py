@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
 from flows.config import load_config  # noqa: E402
-from flows.replay import bridge_ports, desired_flows  # noqa: E402
+from flows.replay import bridge_ports, desired_flows, tunnel_endpoints  # noqa: E402
 from flows.simulator import FlowTableSimulator  # noqa: E402
 from ovshost.scratch import ScratchSwitch  # noqa: E402
 from tests.packetgen import random_packet, universe  # noqa: E402
@@ -49,7 +49,7 @@ def simulator_pps(batch: list[dict[str, int]]) -> float:
 
 def trace_pps(switch: ScratchSwitch, batch: list[dict[str, int]]) -> float:
     config = load_config(str(CONFIG))
-    switch.load(bridge_ports(config, HOST), desired_flows(config, HOST))
+    switch.load(bridge_ports(config, HOST), desired_flows(config, HOST), tunnel_endpoints(config, HOST))
     started = time.perf_counter()
     for packet in batch:
         switch.trace(packet)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from flows import naming
 from flows.config import VXLAN_UDP_PORT, Config, Host, Port
-from flows.model import local_vlans, requested_ofports, tunnel_ports
+from flows.model import allocate_ofports, local_vlans, tunnel_ports
 
 BR_TUN = "br-tun"
 BR_INT = "br-int"
@@ -169,19 +169,23 @@ def tunnel_options(config: Config, host: Host, tunnel_type: str, remote_ip: str)
         result["tos"] = "inherit"
     elif options.dscp:
         result["tos"] = str(options.dscp << 2)
+    if naming.ovs_port_type(tunnel_type, remote_ip) == "ip6gre":
+        result["packet_type"] = "legacy_l2"  # Open vSwitch's L3 GRE over IPv6 does not carry Ethernet
     return tuple(sorted(result.items()))
 
 
-def port_specs(config: Config, host: Host) -> list[PortSpec]:
-    requested = requested_ofports(host, config)
+def port_specs(config: Config, host: Host, existing: dict[str, int] | None = None) -> list[PortSpec]:
+    """br-tun's and br-int's ports; `existing`: the ofports br-tun's ports have now (new ports
+    never ask for a number in use)."""
+    requested = allocate_ofports(host, config, existing)
     specs = [
         PortSpec(BR_TUN, naming.PATCH_INT, "patch", (("peer", naming.PATCH_TUN),),
                  requested[naming.PATCH_INT]),
         PortSpec(BR_INT, naming.PATCH_TUN, "patch", (("peer", naming.PATCH_INT),)),
     ]
     for name, tunnel_type, remote in tunnel_ports(host, config):
-        specs.append(PortSpec(BR_TUN, name, tunnel_type, tunnel_options(config, host, tunnel_type, remote.local_ip),
-                              requested[name]))
+        specs.append(PortSpec(BR_TUN, name, naming.ovs_port_type(tunnel_type, remote.local_ip),
+                              tunnel_options(config, host, tunnel_type, remote.local_ip), requested[name]))
     return specs
 
 
@@ -226,7 +230,7 @@ def plan(config: Config, host_name: str, observed: Observed, controller: str, da
     notes: list[str] = []
     for spec in bridge_specs(host, controller, datapath_type):
         _plan_bridge(spec, observed.bridges.get(spec.name), operations, notes)
-    wanted = port_specs(config, host)
+    wanted = port_specs(config, host, observed.ofports(BR_TUN))
     wanted_names = {spec.name for spec in wanted}
     for spec in wanted:
         _plan_port(spec, observed.ports.get(spec.name), host.name, operations, notes)
@@ -234,7 +238,7 @@ def plan(config: Config, host_name: str, observed: Observed, controller: str, da
         if port.bridge == BR_TUN and port.name not in wanted_names and port.name != BR_TUN:
             if port.external_ids.get(OWNER_KEY):
                 operations.append(DeletePort(BR_TUN, port.name, "the config no longer implies it"))
-            elif port.type in naming.TYPE_DIGIT or naming.parse_tunnel_port_name(port.name):
+            elif port.type in (*naming.TYPE_DIGIT, "ip6gre") or naming.tunnel_type_of(port.name):
                 notes.append(f"{port.name} on {BR_TUN} is not a tunnel port of this config: "
                              "left alone, its packets are dropped (no table 0 flow)")
         if port.bridge == BR_INT and port.name not in (BR_INT, naming.PATCH_TUN):

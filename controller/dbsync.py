@@ -16,6 +16,7 @@ from controller import dbplan
 from controller.ovsdb import SwitchDatabase
 from flows.config import Config
 
+LOGGED_OPERATIONS = 50  # database operations logged one by one at INFO
 LOG = logging.getLogger("brtun.agent")
 
 
@@ -96,8 +97,13 @@ class DatabaseSync:
                 self._notes_reported.add(note)
         operations = [op for op in plan.operations if only is None or isinstance(op, only)]
         if operations:
-            for operation in operations:
+            for operation in operations[:LOGGED_OPERATIONS]:
                 LOG.info("database: %s", operation.describe())
+            if len(operations) > LOGGED_OPERATIONS:  # a new host of a big cloud: thousands of tunnel ports
+                LOG.info("database: ... and %d more (%d in this transaction; -v lists each)",
+                         len(operations) - LOGGED_OPERATIONS, len(operations))
+                for operation in operations[LOGGED_OPERATIONS:]:
+                    LOG.debug("database: %s", operation.describe())
             self._db.apply(operations)
             self._observed = None  # our own change: read it back whatever the replica says yet
             self._seqno = self._db.change_seqno

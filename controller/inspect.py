@@ -31,7 +31,7 @@ from flows.diff import Kind, diff
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from flows.flow import Flow, sorted_flows
 from flows.model import BridgeModel, build_bridge
-from flows.naming import parse_tunnel_port_name
+from flows.naming import tunnel_type_of
 from flows.pipeline import build
 from flows.textparse import FlowStats, parse_dump_stats, parse_flow
 from ovshost import state as states
@@ -178,7 +178,7 @@ def _model_flows(src: Source) -> tuple[BridgeModel, tuple[Flow, ...]] | tuple[No
     if src.host not in src.config.host_names:
         raise SourceError(f"no host {src.host!r} in the config (hosts: {', '.join(src.config.host_names)})")
     observed = {name: number for name, number in src.ports.items()
-                if name == "patch-int" or parse_tunnel_port_name(name)} if src.ports else None
+                if name == "patch-int" or tunnel_type_of(name)} if src.ports else None
     model = build_bridge(src.config, src.host, observed_ofports=observed)
     return model, build(model)
 

@@ -25,7 +25,9 @@ from flows.replay import (
     outcome,
     problems,
     run_offline,
+    tunnel_endpoints,
 )
+from ovshost.datapath import datapath_type
 from ovshost.scratch import ScratchSwitch
 
 
@@ -39,6 +41,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                     "packets on the live switch and write a case file that expects what it did.")
     replay.add_argument("files", nargs="*", type=Path, metavar="FILE", help="case files (YAML)")
     replay.add_argument("--live", action="store_true", help="on a real Open vSwitch (needs root)")
+    replay.add_argument("--datapath-type", choices=("auto", "netdev", "system"), default="auto",
+                        help="with --live: the scratch bridge's datapath; auto: the kernel's (system) where the "
+                             "openvswitch module is loaded, else the userspace one")
     replay.add_argument("--record", metavar="CONFIG", type=Path,
                         help="record a case: run --packet ... on the live switch with this config")
     replay.add_argument("--host", help="with --record: the host of the config")
@@ -61,22 +66,26 @@ def _print_results(case: Case, results: list[StepResult], quiet: bool) -> None:
             print(f"         {problem}")
 
 
-def run_live(cases: list[Case]) -> list[list[StepResult]]:
+def run_live(cases: list[Case], datapath: str = "netdev", switch: ScratchSwitch | None = None
+             ) -> list[list[StepResult]]:
+    """Every case on one scratch switch (`switch`, or one made for the run on `datapath`)."""
+    if switch is None:
+        with ScratchSwitch(datapath) as scratch:
+            return run_live(cases, switch=scratch)
     all_results = []
-    with ScratchSwitch() as switch:
-        for case in cases:
-            switch.load(bridge_ports(case.config, case.host), case.flows())
-            results = []
-            for step in case.steps:
-                if isinstance(step, Reconfigure):
-                    switch.set_ports(bridge_ports(step.config, case.host))
-                    wanted = desired_flows(step.config, case.host)
-                    switch.apply(diff(wanted, switch.flows(), step.config.cookie).changes)
-                    continue
-                switch.advance(step.advance)
-                seen = outcome(switch.trace(step.packet), case.port_names)
-                results.append(StepResult(step, seen, problems(step.expect, seen)))
-            all_results.append(results)
+    for case in cases:
+        switch.load(bridge_ports(case.config, case.host), case.flows(), tunnel_endpoints(case.config, case.host))
+        results = []
+        for step in case.steps:
+            if isinstance(step, Reconfigure):
+                switch.set_ports(bridge_ports(step.config, case.host), tunnel_endpoints(step.config, case.host))
+                wanted = desired_flows(step.config, case.host)
+                switch.apply(diff(wanted, switch.flows(), step.config.cookie).changes)
+                continue
+            switch.advance(step.advance)
+            seen = outcome(switch.trace(step.packet), case.port_names)
+            results.append(StepResult(step, seen, problems(step.expect, seen)))
+        all_results.append(results)
     return all_results
 
 
@@ -91,8 +100,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except CaseError as error:
         print(f"brtun replay: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    datapath = _datapath(args.datapath_type)
     started = time.perf_counter()
-    outcomes = run_live(cases) if args.live else [run_offline(case) for case in cases]
+    outcomes = run_live(cases, datapath) if args.live else [run_offline(case) for case in cases]
     seconds = time.perf_counter() - started
     failed = 0
     packets = 0
@@ -100,7 +110,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         _print_results(case, results, args.quiet)
         failed += sum(not r.ok for r in results)
         packets += len(results)
-    where = "live on Open vSwitch" if args.live else "on the simulator"
+    where = f"live on Open vSwitch ({datapath} datapath)" if args.live else "on the simulator"
     verdict = "all passed" if not failed else f"{failed} FAILED"
     print(f"{len(cases)} cases, {packets} packets {where} in {seconds:.3f} s: {verdict}")
     return EXIT_FAILED if failed else EXIT_OK
@@ -131,7 +141,7 @@ def _record(args: argparse.Namespace) -> int:
     except CaseError as error:
         print(f"brtun replay --record: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for raw, result in zip(packets, run_live([case])[0], strict=True):
+    for raw, result in zip(packets, run_live([case], _datapath(args.datapath_type))[0], strict=True):
         raw["expect"] = expectation_of(result.outcome)
     text = yaml.safe_dump(data, sort_keys=False)
     if args.output:
@@ -140,6 +150,10 @@ def _record(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _datapath(choice: str) -> str:
+    return datapath_type() if choice == "auto" else choice
 
 
 def _case(data: dict[str, Any]) -> Case:

@@ -9,7 +9,8 @@ hands the text to a child process (`python -m controller.sandbox`), waits
 for its answer without holding the hub, and gets back the validated Config:
 
 - the child's address space is limited to MEMORY bytes (RLIMIT_AS), so a
-  parse that would need more fails inside the child;
+  parse that would need more fails inside the child (its stderr goes
+  nowhere: what hostile text makes it say is not the agent's log);
 - each request has SECONDS of wall time; a child that takes longer is
   killed (by its PID) and a fresh one started for the next request;
 - the answer is unpickled with only the config's own classes allowed, so
@@ -24,6 +25,7 @@ one request is served at a time.
 from __future__ import annotations
 
 import collections
+import gc
 import io
 import logging
 import os
@@ -129,10 +131,14 @@ class Sandbox:
             except TimeoutError:
                 self._stop()
                 raise Refused(f"reading it took longer than {self.seconds:g} s; refused") from None
-            except (OSError, EOFError) as error:
-                code = child.poll()
+            except (OSError, EOFError):
+                try:
+                    code = child.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    code = None
                 self._stop()
-                raise Refused(f"the parser child failed ({error}; exit {code})") from None
+                raise Refused(f"the parser child ended while reading it (exit {code}; it has "
+                              f"{self.memory >> 20} MiB); refused") from None
             try:
                 kind, value = _loads(reply)
             except Exception as error:
@@ -148,7 +154,8 @@ class Sandbox:
             return self._child
         self._stop()
         self._child = subprocess.Popen([sys.executable, "-m", "controller.sandbox", str(self.memory)],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       close_fds=True,
                                        start_new_session=True)  # a ^C at a terminal is the agent's
         assert self._child.stdin is not None and self._child.stdout is not None
         for stream in (self._child.stdin, self._child.stdout):
@@ -246,6 +253,8 @@ def main(argv: list[str]) -> int:
         try:
             reply = pickle.dumps(_serve(request), protocol=pickle.HIGHEST_PROTOCOL)
         except MemoryError:
+            request = None  # let go of what the parse held, then say so
+            gc.collect()
             reply = pickle.dumps(("memory", None))
         except RecursionError:
             reply = pickle.dumps(("invalid", [("(file)", "nested too deeply to read", None)]))

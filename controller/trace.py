@@ -21,7 +21,7 @@ from controller.walk import Walk, reached, verdict
 from flows import br_int, tables
 from flows.config import Config, load_config
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from flows.naming import tunnel_port_name
+from flows.naming import tunnel_port_name, tunnel_type_of
 from flows.tracetext import TableHop, TraceRun, parse_dpif_show, parse_run
 from mininet_topos.spec import TestbedSpec, Vm, testbed_spec
 from ovshost import state as states
@@ -102,7 +102,9 @@ def _table_name(bridge: str, number: int) -> str:
 def _run_trace(state: states.TestbedState, host: str, bridge: str, flow: str) -> tuple[TraceRun, dict[int, str]]:
     ovs = PrivateOvs(host, Path(state.hosts[host].rundir))
     text = ovs.run("ovs-appctl", "ofproto/trace", bridge, flow).stdout
-    return parse_run(text), parse_dpif_show(ovs.run("ovs-appctl", "dpif/show").stdout)
+    names = parse_dpif_show(ovs.run("ovs-appctl", "dpif/show").stdout)
+    tunnel_ports = frozenset(port for port, name in names.items() if tunnel_type_of(name) is not None)
+    return parse_run(text, tunnel_ports), names
 
 
 def _bridge_hops(walk: Walk, host: str, run: TraceRun, first_bridge: str) -> None:

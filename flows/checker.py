@@ -18,6 +18,8 @@ from typing import Any
 from flows import naming
 from flows.yamlsource import HugeNumber, Source
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 
@@ -234,32 +236,35 @@ class Checker:
             return None
         return mac
 
-    def _ipv4(self, path: str, value: object, what: str) -> ipaddress.IPv4Address | None:
+    def _address(self, path: str, value: object, what: str, ipv6: bool) -> IPAddress | None:
         if not isinstance(value, str):
-            self._wrong_text(path, value, f"an IPv4 address ({what})")
+            self._wrong_text(path, value, f"an IP address ({what})")
             return None
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
             self.error(path, f"{value!r} is not an IP address")
             return None
-        if address.version == 6:
-            self.error(path, f"{value} is IPv6; IPv6 {what} are out of scope for now "
-                       "(brtun reproduces Neutron's IPv4 GRE/VXLAN/Geneve underlay)")
+        if address.version == 6 and not ipv6:
+            self.error(path, f"{value} is IPv6; {what} are IPv4 (the ARP responder and the testbed's "
+                       "tenant subnets are IPv4)")
             return None
-        assert isinstance(address, ipaddress.IPv4Address)
-        if (address.is_unspecified or address.is_multicast or address.is_loopback
-                or address.is_reserved or address == ipaddress.IPv4Address("255.255.255.255")):
-            self.error(path, f"{value} is not a unicast address")
+        if (address.is_unspecified or address.is_multicast or address.is_loopback or address.is_reserved
+                or address == ipaddress.IPv4Address("255.255.255.255")
+                or (address.version == 6 and address.is_link_local)):
+            local = " (link-local)" if address.version == 6 and address.is_link_local else ""
+            self.error(path, f"{value} is not a unicast address{local}")
             return None
         return address
 
     def endpoint(self, path: str, value: object) -> str | None:
-        address = self._ipv4(path, value, "tunnel endpoints")
+        """A tunnel endpoint, IPv4 or IPv6, in its canonical text (Neutron hashes the text of an IPv6
+        endpoint into the port name, so one address must have one spelling)."""
+        address = self._address(path, value, "tunnel endpoints", ipv6=True)
         return str(address) if address is not None else None
 
     def tenant_ip(self, path: str, value: object) -> str | None:
-        address = self._ipv4(path, value, "port addresses")
+        address = self._address(path, value, "port addresses", ipv6=False)
         return str(address) if address is not None else None
 
     def ifname(self, path: str, value: object) -> str | None:

@@ -40,6 +40,8 @@ class Options:
     dscp: int | None = None  # 0..63: tunnel ports' tos = dscp << 2
     dscp_inherit: bool = False  # tunnel ports' tos = inherit
     vxlan_udp_port: int = VXLAN_UDP_PORT  # VXLAN ports' dst_port when not the default
+    underlay_mtu: int = 1500  # Neutron's global_physnet_mtu: what the underlay carries (flows.mtu)
+    geneve_max_header_size: int = 30  # Neutron's ml2_type_geneve max_header_size: Geneve with its options
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class InvalidConfig(ValueError):
 
 _TOP_KEYS = ("cookie", "options", "networks", "hosts", "testbed")
 _OPTION_KEYS = ("l2_population", "arp_responder", "learn_hard_timeout", "dont_fragment", "tunnel_csum", "dscp",
-                "dscp_inherit", "vxlan_udp_port")
+                "dscp_inherit", "vxlan_udp_port", "underlay_mtu", "geneve_max_header_size")
 _NETWORK_KEYS = ("type", "segmentation_id")
 _HOST_KEYS = ("datapath_id", "int_datapath_id", "local_ip", "tunnel_types", "local_vlans", "ofports",
               "ports")
@@ -166,7 +168,10 @@ def validate(source: yamlsource.Source) -> Config:
     networks = _networks(check, top.get("networks"))
     hosts = _hosts(check, top.get("hosts"), networks)
     _check_unique_addresses(check, hosts)
-    _check_all_ofports(check, hosts)
+    _check_families(check, hosts)
+    ports = _PortIndex(hosts) if any(host.ofports for host in hosts) else None
+    for host in hosts:
+        _check_ofports(check, host, hosts, ports)
     if check.errors:
         raise InvalidConfig(check.errors)
     return Config(cookie, options, tuple(networks.values()), tuple(hosts), top.get("testbed"))
@@ -183,7 +188,8 @@ def _options(check: Checker, raw: object) -> Options:
             if flag is not None:
                 values[name] = flag
     for name, low, high, what in (("learn_hard_timeout", 1, 65535, "seconds"), ("dscp", 0, 63, "DSCP value"),
-                                  ("vxlan_udp_port", 1, 65535, "UDP port")):
+                                  ("vxlan_udp_port", 1, 65535, "UDP port"), ("underlay_mtu", 1280, 9216, "MTU"),
+                                  ("geneve_max_header_size", 30, 260, "bytes")):
         if name in given:
             number = check.integer(f"options.{name}", given[name], low, high, what=what)
             if number is not None:
@@ -374,69 +380,71 @@ def possible_tunnel_ports(host: Host, hosts: list[Host] | tuple[Host, ...]) -> d
     return result
 
 
-MAX_OFPORT_ERRORS = 8  # per host: a config where every endpoint collides would otherwise say it H x H times
+class _PortIndex:
+    """Every tunnel port name of the config, with the remote host and type it leads to: whether
+    an explicit ofport names a port of its host is then a lookup, not a walk over every host
+    (2,000 hosts that each pin an ofport took 7.7 s)."""
+
+    LISTED = 20  # hosts whose error lists their ports; past that, a config is mostly wrong anyway
+
+    def __init__(self, hosts: list[Host]) -> None:
+        self._remotes: dict[str, list[tuple[str, Host]]] = {}
+        for remote in hosts:
+            for tunnel_type in remote.tunnel_types:
+                self._remotes.setdefault(naming.tunnel_port_name(tunnel_type, remote.local_ip), []).append(
+                    (tunnel_type, remote))
+        self.listed = 0
+
+    def on(self, host: Host, name: str) -> bool:
+        """Whether `host` could have the tunnel port `name`."""
+        return any(tunnel_type in host.tunnel_types and remote.name != host.name
+                   for tunnel_type, remote in self._remotes.get(name, ()))
 
 
-def _check_all_ofports(check: Checker, hosts: list[Host]) -> None:
-    """Each host's ofports, as `_check_ofports` checks them, in time linear in the hosts: the
-    endpoints are indexed once by the number the default rule gives them (type, low 12 bits of
-    the address); a host without explicit ofports can only collide inside one such number, so
-    its errors come from the index.  Only a host with explicit ofports is checked port by port."""
-    numbers: dict[tuple[str, int], list[tuple[str, Host]]] = {}
-    for host in hosts:
-        address = int(ipaddress.IPv4Address(host.local_ip))
-        for tunnel_type in host.tunnel_types:
-            numbers.setdefault((tunnel_type, address & 0xFFF), []).append(
-                (f"{tunnel_type}-{address:08x}", host))
-    crowded = [(tunnel_type, sorted(members, key=lambda m: m[0]))
-               for (tunnel_type, _), members in numbers.items() if len(members) > 1]
-    for host in hosts:
-        if host.ofports:
-            _check_ofports(check, host, hosts)
-            continue
-        found: list[tuple[str, str]] = []  # (the later port's name, the error), in the order of names
-        collisions = 0
-        for tunnel_type, members in crowded:
-            if tunnel_type not in host.tunnel_types:
-                continue
-            names = [name for name, other in members if other is not host]
-            if len(names) < 2:
-                continue
-            collisions += len(names) - 1
-            number = naming.default_ofport(names[0])
-            found += [(name, f"the default rule gives {names[0]} and {name} the same ofport {number}; "
-                             "give them distinct explicit ofports") for name in names[1:MAX_OFPORT_ERRORS + 1]]
-        for _, message in sorted(found)[:MAX_OFPORT_ERRORS]:
-            check.error(f"hosts.{host.name}.ofports", message)
-        if collisions > MAX_OFPORT_ERRORS:
-            check.error(f"hosts.{host.name}.ofports",
-                        f"... and {collisions - MAX_OFPORT_ERRORS:,} more ports sharing an ofport")
-
-
-def _check_ofports(check: Checker, host: Host, hosts: list[Host]) -> None:
-    """Explicit ofports must name real ports; final numbers must be distinct."""
+def _check_ofports(check: Checker, host: Host, hosts: list[Host], ports: _PortIndex | None = None) -> None:
+    """Explicit ofports must name real ports and be distinct; the rest are allocated around them
+    (flows.model.allocate_ofports), so nothing else can collide."""
+    if not host.ofports:
+        return  # the common case, and the cheap one: every other port is only allocated
     path = f"hosts.{host.name}.ofports"
-    possible = possible_tunnel_ports(host, hosts)
-    explicit = dict(host.ofports)
-    for name in explicit:
-        if name != naming.PATCH_INT and name not in possible:
-            choices = [naming.PATCH_INT, *sorted(possible)]
-            check.error(f"{path}.{name}", "no such port on this host's br-tun (its ports: "
-                        + ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "") + ")")
+    ports = ports or _PortIndex(hosts)
     owner: dict[int, str] = {}
-    collisions = 0
-    for name in [naming.PATCH_INT, *sorted(possible)]:
-        number = explicit.get(name) or naming.default_ofport(name)
-        if number not in owner:
+    for name, number in host.ofports:
+        if name != naming.PATCH_INT and not ports.on(host, name):
+            ports.listed += 1
+            if ports.listed <= _PortIndex.LISTED:
+                choices = [naming.PATCH_INT, *sorted(possible_tunnel_ports(host, hosts))]
+                which = " (its ports: " + ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "") + ")"
+            else:
+                which = " (`brtun render` lists its flows)"
+            check.error(f"{path}.{name}", "no such port on this host's br-tun" + which)
+        elif number in owner:
+            check.error(f"{path}.{name}", f"{number} is already the ofport of {owner[number]}")
+        else:
             owner[number] = name
+
+
+def _check_families(check: Checker, hosts: list[Host]) -> None:
+    """Neutron makes no tunnel between an IPv4 and an IPv6 endpoint (its agent logs "IP version
+    mismatch, cannot create tunnel"): hosts that share a tunnel type share an address family.
+    Each host of the smaller family (IPv6 on a tie) is named once, with a host of the other."""
+    reported: set[str] = set()
+    for tunnel_type in TUNNEL_TYPES:
+        speaking: dict[int, list[Host]] = {4: [], 6: []}
+        for host in hosts:
+            if tunnel_type in host.tunnel_types:
+                speaking[ipaddress.ip_address(host.local_ip).version].append(host)
+        if not speaking[4] or not speaking[6]:
             continue
-        collisions += 1
-        if collisions <= MAX_OFPORT_ERRORS:
-            rule = "set" if name in explicit else "the default rule gives"
-            check.error(path, f"{rule} {owner[number]} and {name} the same ofport {number}; "
-                        "give them distinct explicit ofports")
-    if collisions > MAX_OFPORT_ERRORS:
-        check.error(path, f"... and {collisions - MAX_OFPORT_ERRORS:,} more ports sharing an ofport")
+        fewer = 4 if len(speaking[4]) < len(speaking[6]) else 6
+        other = speaking[10 - fewer][0]
+        for host in speaking[fewer]:
+            if host.name not in reported:
+                reported.add(host.name)
+                check.error(f"hosts.{host.name}.local_ip",
+                            f"{host.local_ip} is IPv{fewer}, but hosts.{other.name}.local_ip {other.local_ip} is "
+                            f"IPv{10 - fewer} and both speak {tunnel_type}: Neutron makes no tunnel between address "
+                            "families (give every host of a tunnel type the same family)")
 
 
 def _check_unique_addresses(check: Checker, hosts: list[Host]) -> None:

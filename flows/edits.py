@@ -62,8 +62,8 @@ def remove_network(raw: Raw, host: str, args: dict[str, Any]) -> None:
         (entry.get("local_vlans") or {}).pop(name, None)
         ofports = entry.get("ofports") or {}
         for port in list(ofports):  # a pinned number for a tunnel type no network uses any more
-            parsed = naming.parse_tunnel_port_name(str(port))
-            if parsed is not None and parsed[0] not in types_left:
+            kind = naming.tunnel_type_of(str(port))
+            if kind is not None and kind not in types_left:
                 del ofports[port]
 
 

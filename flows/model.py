@@ -76,11 +76,42 @@ def local_vlans(host: Host, config: Config) -> dict[str, int]:
     return {name: vlan for name, vlan in assigned.items() if name in host.carried_networks}
 
 
-def requested_ofports(host: Host, config: Config) -> dict[str, int]:
-    """The ofport brtun asks for, for every port this host's br-tun could have."""
+def allocate_ofports(host: Host, config: Config, existing: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The ofport of every port this host's br-tun could have (flows.naming explains the rule).
+
+    Explicit ofports first, then the numbers the switch's ports already have (`existing`, every
+    port of the bridge: a number in use is never asked for again), then each remaining port, in
+    name order, its preferred number if free, else the lowest free spare number.  On an empty
+    switch this is what `brtun render` shows; on a running one, ports keep what they have."""
     explicit = dict(host.ofports)
-    names = [naming.PATCH_INT, *possible_tunnel_ports(host, config.hosts)]
-    return {name: explicit.get(name) or naming.default_ofport(name) for name in names}
+    seen = dict(existing or {})
+    possible = possible_tunnel_ports(host, config.hosts)
+    names = [naming.PATCH_INT, *sorted(possible)]
+    result = {name: explicit.get(name) or seen[name] for name in names if name in explicit or name in seen}
+    taken = set(explicit.values()) | set(seen.values()) | set(result.values())
+    spare = naming.FIRST_SPARE_OFPORT
+    for name in names:
+        if name in result:
+            continue
+        if name == naming.PATCH_INT:
+            number = naming.PATCH_INT_OFPORT
+        else:
+            tunnel_type, remote = possible[name]
+            number = naming.preferred_ofport(tunnel_type, remote.local_ip)
+        if number in taken:
+            while spare in taken:
+                spare += 1
+            if spare > naming.MAX_OFPORT:
+                raise ValueError(f"{host.name}: more br-tun ports than Open vSwitch can number")
+            number = spare
+        result[name] = number
+        taken.add(number)
+    return result
+
+
+def requested_ofports(host: Host, config: Config) -> dict[str, int]:
+    """The ofport brtun asks for, for every port this host's br-tun could have, on an empty switch."""
+    return allocate_ofports(host, config)
 
 
 def tunnel_ports(host: Host, config: Config) -> list[tuple[str, str, Host]]:

@@ -123,6 +123,11 @@ def bridge_ports(config: Config, host: str) -> dict[str, int]:
     return {PATCH_INT: bridge.patch_int_ofport, **{p.name: p.ofport for p in bridge.tunnel_ports}}
 
 
+def tunnel_endpoints(config: Config, host: str) -> dict[str, tuple[str, str]]:
+    """br-tun tunnel port name -> (tunnel type, remote endpoint), to make the ports on a switch."""
+    return {p.name: (p.type, p.remote_ip) for p in build_bridge(config, host).tunnel_ports}
+
+
 def desired_flows(config: Config, host: str) -> tuple[Flow, ...]:
     return build(build_bridge(config, host))
 

@@ -135,25 +135,42 @@ def split_top_level(text: str) -> list[str]:
 
 
 def _tunnel(action: str) -> tuple[str, int] | None:
-    """`tnl_push(...ipv4(src=..,dst=IP,...),gre((...),key=0x1)),...)` -> (IP, key)."""
+    """`tnl_push(...ipv4(src=..,dst=IP,...),gre((...),key=0x1)),...)` -> (IP, key); over IPv6 the
+    header is `ipv6(src=..,dst=IP,...)`."""
     if not action.startswith("tnl_push("):
         return None
-    destination = action.split("ipv4(", 1)[1].split("dst=", 1)[1].split(",", 1)[0]
+    header = "ipv6(" if "ipv6(" in action else "ipv4("
+    destination = action.split(header, 1)[1].split("dst=", 1)[1].split(",", 1)[0]
     key_text = action.split("key=", 1)[1] if "key=" in action else "0"
     key = int(key_text.split(")", 1)[0].split(",", 1)[0], 0)
     return destination, key
 
 
-def _datapath_outputs(actions: list[str], tunnels: list[tuple[str, int]], ports: list[int]) -> None:
+def _set_tunnel(action: str) -> tuple[str, int] | None:
+    """The kernel datapath's `set(tunnel(tun_id=0x1,src=..,dst=IP,ttl=64,...))` -> (IP, key)."""
+    if not action.startswith("set(tunnel("):
+        return None
+    fields = dict(part.partition("=")[::2] for part in split_top_level(action[len("set(tunnel("):-2]))
+    return fields.get("dst") or fields.get("ipv6_dst", ""), int(fields.get("tun_id", "0"), 0)
+
+
+def _datapath_outputs(actions: list[str], tunnels: list[tuple[str, int]], ports: list[int],
+                      tunnel_ports: frozenset[int], current: list[tuple[str, int] | None]) -> None:
     for action in actions:
         if action.startswith("clone(") and action.endswith(")"):
-            _datapath_outputs(split_top_level(action[len("clone("):-1]), tunnels, ports)
+            _datapath_outputs(split_top_level(action[len("clone("):-1]), tunnels, ports, tunnel_ports, current)
             continue
         tunnel = _tunnel(action)
         if tunnel is not None:
             tunnels.append(tunnel)
+        elif (header := _set_tunnel(action)) is not None:
+            current[0] = header  # the kernel datapath: the vport output that follows encapsulates
         elif action.isdigit():
-            ports.append(int(action))
+            port = int(action)
+            if port in tunnel_ports and current[0] is not None:
+                tunnels.append(current[0])
+            else:
+                ports.append(port)
 
 
 @dataclass
@@ -166,8 +183,12 @@ class _Section:
     actions: list[str] | None = None
 
 
-def parse_run(text: str) -> TraceRun:
+def parse_run(text: str, tunnel_ports: frozenset[int] = frozenset()) -> TraceRun:
     """The hops (bridge, table, flow, actions) and where the packet went (tunnels, local ports).
+
+    On the userspace datapath a tunnelled copy is a `tnl_push(...)` action; on the kernel's it is
+    `set(tunnel(...))` and an output to a tunnel vport (`gre_sys`, ...), whose datapath port
+    numbers are `tunnel_ports` (from `ovs-appctl dpif/show`).
 
     ofproto/trace nests the sections of bridges reached through patch
     ports or tunnels inside the actions of the flow that sent there,
@@ -192,7 +213,7 @@ def parse_run(text: str) -> TraceRun:
             while stack:
                 close(stack.pop())
             if stripped.startswith("Datapath actions:"):
-                _datapath_outputs(split_top_level(stripped.split(":", 1)[1]), tunnels, ports)
+                _datapath_outputs(split_top_level(stripped.split(":", 1)[1]), tunnels, ports, tunnel_ports, [None])
             continue
         while len(stack) > 1 and indent < stack[-1].table_indent:
             close(stack.pop())

@@ -16,6 +16,7 @@ from pathlib import Path
 from flows.config import Config
 from flows.fields import mac_value
 from flows.model import local_vlans
+from flows.mtu import family_of
 from flows.naming import tunnel_port_name
 from flows.textparse import parse_dump
 from mininet_topos import probes
@@ -27,7 +28,22 @@ from ovshost.state import TestbedState
 ICMP_REQUEST = re.compile(r"(\d+\.\d+\.\d+\.\d+) > \d+\.\d+\.\d+\.\d+: ICMP echo request")
 SSH = 22  # the security group lets TCP in on this port only
 INTRUDER = "intruder"
-INTRUDER_IP = "192.168.100.250"
+# What leaves a host's br-tun on the underlay, whatever the encapsulation and the address family.
+ANY_TUNNEL = "ip proto 47 or ip6 proto 47 or udp port 4789 or udp port 6081"
+
+
+def intruder_ip(bed: Bed) -> str:
+    """An underlay address no host has: the intruder's."""
+    return str(bed.spec.underlay.network_address + 250)
+
+
+def _tunnel_expression(bed: Bed, tunnel_type: str) -> str:
+    """The tcpdump expression for one network's encapsulated packets on the underlay."""
+    ip = "ip6" if family_of(bed.config, tunnel_type) == 6 else "ip"
+    if tunnel_type == "gre":
+        return f"{ip} proto 47"
+    port = bed.config.options.vxlan_udp_port if tunnel_type == "vxlan" else 6081
+    return f"{ip} and udp port {port}"
 
 
 @dataclass(frozen=True)
@@ -54,13 +70,14 @@ class Bed:
     def vm(self, name: str) -> Vm:
         return next(vm for vm in self.spec.vms if vm.name == name)
 
-    def pair_across_hosts(self) -> tuple[Vm, Vm]:
-        """Two VMs of one network on different hosts."""
+    def pair_across_hosts(self, network: str | None = None) -> tuple[Vm, Vm]:
+        """Two VMs of one network (of `network`, if given) on different hosts."""
         for first in self.spec.vms:
             for second in self.spec.vms:
-                if first.network == second.network and first.host != second.host and first.ip and second.ip:
+                if first.network == second.network and first.host != second.host and first.ip and second.ip \
+                        and network in (None, first.network):
                     return first, second
-        raise LookupError("no network has VMs on two hosts")
+        raise LookupError(f"no network{' ' + network if network else ''} has VMs on two hosts")
 
     def underlay_port(self, host: str) -> str:
         return f"ulp{self.config.host_names.index(host) + 1}"
@@ -79,8 +96,8 @@ def dhcp(bed: Bed, seconds: float) -> Check:
     return Check("every VM got its address from dnsmasq", ok, f"{right}/{len(dhcp_vms)} leased in {seconds:.1f} s")
 
 
-def ping_across_hosts(bed: Bed) -> Check:
-    first, second = bed.pair_across_hosts()
+def ping_across_hosts(bed: Bed, network: str | None = None) -> Check:
+    first, second = bed.pair_across_hosts(network)
     assert second.ip is not None
     replies, rtt = probes.ping(first.name, second.ip, count=10, interval=0.1)
     figure = f"{replies}/10 replies, avg RTT {rtt:.2f} ms" if rtt is not None else f"{replies}/10 replies"
@@ -142,15 +159,48 @@ def learned_flows(bed: Bed) -> Check:
                  f"{len(learned)} learned; VLAN {vlan}, key {network.segmentation_id:#x}, port {ofport}")
 
 
-def gre_on_underlay(bed: Bed) -> Check:
-    first, second = bed.pair_across_hosts()
-    key = bed.config.network(first.network).segmentation_id
-    with probes.Capture("underlay", bed.underlay_port(first.host), "ip proto 47") as seen:
+def gre_on_underlay(bed: Bed, network: str | None = None) -> Check:
+    """A ping's packets on the sender's underlay port, each encapsulated with its network's key:
+    GRE (`GREv0, key=K`) or VXLAN (`VXLAN ... vni K`, the inner frame on tcpdump's next line)."""
+    first, second = bed.pair_across_hosts(network)
+    tunnel = bed.config.network(first.network)
+    key = tunnel.segmentation_id
+    expression = _tunnel_expression(bed, tunnel.type)
+    if tunnel.type == "gre":
+        header, label = f"GREv0, key={key:#x}", f"GREv0 key={key:#x}"
+    else:
+        header, label = f"VXLAN, flags [I] (0x08), vni {key}", f"VXLAN vni {key}"
+    with probes.Capture("underlay", bed.underlay_port(first.host), expression) as seen:
         probes.ping(first.name, str(second.ip), count=2)
-    grey = [line for line in seen.lines if "ICMP echo" in line]
-    ok = bool(grey) and all(f"GREv0, key={key:#x}" in line for line in grey)
-    return Check("the underlay carries GRE with the network's key", ok,
-                 f"{len(grey)} ICMP packets as GREv0 key={key:#x}" if grey else "no GRE seen")
+    packets = []  # (outer line, inner line): VXLAN's inner frame is printed on a line of its own
+    for index, line in enumerate(seen.lines):
+        inner = line if tunnel.type == "gre" else (seen.lines[index + 1] if index + 1 < len(seen.lines) else "")
+        if "ICMP echo" in inner and (tunnel.type == "gre" or "VXLAN" in line):
+            packets.append((line, inner))
+    ok = bool(packets) and all(header in outer for outer, _ in packets)
+    name = tunnel.type.upper()
+    return Check(f"the underlay carries {name} with the network's key", ok,
+                 f"{len(packets)} ICMP packets as {label}" if packets else f"no {name} seen")
+
+
+def largest_packet(bed: Bed, network: str | None = None) -> Check:
+    """The VM's MTU is what its network's tunnel carries (flows.mtu, given by DHCP option 26 or set
+    on the VM): the largest packet with DF set crosses, and one byte more is refused by the VM's own
+    stack instead of vanishing in the tunnel."""
+    first, second = bed.pair_across_hosts(network)
+    mtu = bed.spec.mtu(first.network)
+    link = probes.netns(first.name, "ip", "-o", "link", "show", "eth0").stdout
+    fits = probes.netns(first.name, "ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", str(mtu - 28),
+                        str(second.ip), timeout=30)
+    over = probes.netns(first.name, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", str(mtu - 27), str(second.ip),
+                        timeout=30)
+    crossed = " 2 received" in fits.stdout
+    refused = "message too long" in (over.stdout + over.stderr).lower()
+    ok = f" mtu {mtu} " in link and crossed and refused
+    kind = bed.config.network(first.network).type
+    return Check(f"VM MTU {mtu} ({kind}): the largest packet crosses, one byte more is refused", ok,
+                 f"{mtu} bytes with DF: {'2/2 across' if crossed else 'LOST'}; {mtu + 1}: "
+                 + ("refused (message too long)" if refused else "NOT refused"))
 
 
 def inject_unknown_vlan(bed: Bed) -> Check:
@@ -160,7 +210,7 @@ def inject_unknown_vlan(bed: Bed) -> Check:
     hosts_with_vms = [vm.host for vm in bed.spec.vms]
     host = max(hosts_with_vms, key=lambda h: (len(every - vlans_of[h]), -hosts_with_vms.index(h)))
     vlans = [*sorted(every - vlans_of[host])[:1], 99]
-    with probes.Capture("underlay", bed.underlay_port(host), "ip proto 47") as seen:
+    with probes.Capture("underlay", bed.underlay_port(host), ANY_TUNNEL) as seen:
         for vlan in vlans:
             frame = probes.arp_request("fa:16:3e:ee:ee:ee", "10.9.9.9", "10.9.9.10", vlan=vlan)
             bed.ovs(host).ofctl("packet-out", "br-tun", f"in_port=1 packet={frame.hex()} actions=table")
@@ -177,8 +227,10 @@ def intruder_gre(bed: Bed) -> Check:
     _add_intruder(bed)
     try:
         captures = [probes.Capture(other.name, "eth0", "ether src fa:16:3e:66:66:66") for other in bed.spec.vms]
+        # The packets must reach the endpoint's host, or the check would prove nothing.
+        arriving = probes.Capture(vm.host, "eth0", f"{_tunnel_expression(bed, 'gre')} and src host {intruder_ip(bed)}")
         with ExitStack() as watching:
-            for capture in captures:
+            for capture in (*captures, arriving):
                 watching.enter_context(capture)
             frame = probes.arp_request("fa:16:3e:66:66:66", "10.0.0.66", vm.ip or "10.0.0.3")
             for _ in range(3):
@@ -186,8 +238,10 @@ def intruder_gre(bed: Bed) -> Check:
     finally:
         _remove_intruder(bed)
     delivered = sum(len(c.lines) for c in captures)
-    return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0,
-                 f"3 packets key={key:#x} from {INTRUDER_IP} to {target}: {delivered} frames delivered")
+    arrived = len(arriving.lines)
+    return Check("GRE from a non-endpoint with a valid key reaches nothing", delivered == 0 and arrived == 3,
+                 f"3 packets key={key:#x} from {intruder_ip(bed)} to {target}: {arrived} arrived, "
+                 f"{delivered} frames delivered")
 
 
 def _add_intruder(bed: Bed) -> None:
@@ -196,8 +250,8 @@ def _add_intruder(bed: Bed) -> None:
     subprocess.run(["ip", "link", "add", "ulpx", "netns", "underlay", "type", "veth", "peer", "name", "eth0",
                     "netns", INTRUDER], check=True)
     probes.netns("underlay", "ip", "link", "set", "ulpx", "master", "underlay", "up", check=True)
-    probes.netns(INTRUDER, "ip", "addr", "add", f"{INTRUDER_IP}/{bed.spec.underlay.prefixlen}", "dev", "eth0",
-                 check=True)
+    probes.netns(INTRUDER, "ip", "addr", "add", f"{intruder_ip(bed)}/{bed.spec.underlay.prefixlen}", "dev", "eth0",
+                 *(["nodad"] if bed.spec.underlay.version == 6 else []), check=True)
     probes.netns(INTRUDER, "ip", "link", "set", "eth0", "up", check=True)
     for host in bed.config.hosts:  # it knows where the endpoints are: no ARP in the way
         probes.netns(INTRUDER, "ip", "neigh", "replace", host.local_ip, "lladdr", phy_mac(host.local_ip),
@@ -239,7 +293,7 @@ def broadcast_copies(bed: Bed) -> Check:
     target = "10.1.0.222" if sender.ip and sender.ip.startswith("10.1.") else "10.0.0.222"
     captures = {vm.name: probes.Capture(vm.name, "eth0", f"arp and host {target}")
                 for vm in bed.spec.vms if vm.name != sender.name}
-    underlay = probes.Capture("underlay", bed.underlay_port(sender.host), "ip proto 47")
+    underlay = probes.Capture("underlay", bed.underlay_port(sender.host), ANY_TUNNEL)
     with ExitStack() as watching:
         for capture in (*captures.values(), underlay):
             watching.enter_context(capture)
@@ -262,10 +316,11 @@ def broadcast_copies(bed: Bed) -> Check:
 
 def seed_checks(bed: Bed, dhcp_seconds: float) -> list[Check]:
     return [dhcp(bed, dhcp_seconds), ping_across_hosts(bed), tcp_across_hosts(bed), snat(bed),
-            security_group(bed), learned_flows(bed), gre_on_underlay(bed), inject_unknown_vlan(bed),
-            intruder_gre(bed)]
+            security_group(bed), learned_flows(bed), gre_on_underlay(bed), largest_packet(bed),
+            inject_unknown_vlan(bed), intruder_gre(bed)]
 
 
 def mesh_checks(bed: Bed) -> list[Check]:
     return [ping_across_hosts(bed), tcp_across_hosts(bed), overlapping_subnets(bed), broadcast_copies(bed),
-            learned_flows(bed), gre_on_underlay(bed), inject_unknown_vlan(bed), intruder_gre(bed)]
+            learned_flows(bed), gre_on_underlay(bed), largest_packet(bed), inject_unknown_vlan(bed),
+            intruder_gre(bed)]

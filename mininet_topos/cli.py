@@ -9,6 +9,7 @@ not installed.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,15 +21,16 @@ from flows.config import InvalidConfig, load_config
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from mininet_topos.mesh import MAX_HOSTS, mesh_yaml
 from mininet_topos.spec import InvalidTestbed, testbed_spec
-from ovshost import pids
+from ovshost import kernelvm, pids
 from ovshost import state as states
-from ovshost.datapath import datapath_type
+from ovshost.datapath import datapath_type, kernel_datapath_available, kernel_datapaths, summary
 
 if TYPE_CHECKING:  # these import Mininet: only the commands that build a testbed load them
     from mininet_topos.topology import Built
 
 PROJECT = Path(__file__).resolve().parent.parent
 SEED = PROJECT / "examples" / "seed.yaml"
+GUEST_AGENT_TIMEOUT = 600.0  # under software emulation an agent takes ~20 s to import os-ken, three at once more
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +64,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _build_options(demo)
     demo.add_argument("--cli", action="store_true",
                       help="after the checks, keep the testbed up with the Mininet CLI until you exit it")
+    demo.add_argument("--kernel", action="store_true",
+                      help="on the OVS kernel datapath: here if the openvswitch module is loaded, else inside a "
+                           "QEMU guest that boots the distribution's kernel (virtme-ng; about 3 minutes under "
+                           "software emulation)")
+    demo.add_argument("--kernel-image", metavar="VMLINUZ",
+                      help="with --kernel: the kernel to boot (default: the newest /boot/vmlinuz-* with the module)")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -88,10 +96,24 @@ def _config_path(args: argparse.Namespace) -> tuple[Path, str]:
 
 def _datapath(choice: str) -> str:
     detected = datapath_type() if choice == "auto" else choice
-    if detected == "system":
-        print("*** the openvswitch kernel module is loaded: using the kernel datapath (untested on these "
-              "machines; pass --datapath-type netdev for the tested userspace datapath)", file=sys.stderr)
+    if detected == "system" and choice == "auto":
+        print("*** the openvswitch kernel module is loaded: using the kernel datapath "
+              "(--datapath-type netdev for the userspace one)", file=sys.stderr)
     return detected
+
+
+def datapath_line(built: Built) -> str:
+    """What the hosts' switches really run on, from the kernel where it is the kernel's."""
+    kind = built.state.datapath_type
+    if kind == "system":
+        shown = sorted(built.hosts)
+        first = kernel_datapaths(shown[0])
+        release = os.uname().release
+        where = " in a QEMU guest" if kernelvm.in_guest() else ""
+        return (f"datapath: kernel (system), Linux {release}{where}; each host's namespace has its own; "
+                f"{shown[0]}'s `ovs-dpctl show`: {summary(first)}")
+    why = "as asked" if kernel_datapath_available() else "this kernel has no openvswitch module"
+    return f"datapath: userspace ({kind}@ovs-{kind}), {why}"
 
 
 def _build(args: argparse.Namespace) -> Built:
@@ -105,7 +127,8 @@ def _build(args: argparse.Namespace) -> Built:
         for problem in error.errors:
             print(f"{path}: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
-    options = BuildOptions(hub=args.hub, datapath_type=_datapath(args.datapath_type))
+    options = BuildOptions(hub=args.hub, datapath_type=_datapath(args.datapath_type),
+                           agent_timeout=GUEST_AGENT_TIMEOUT if kernelvm.in_guest() else 60)
     try:
         return Testbed(path, config, spec, options, kind=kind).up()
     except FileExistsError as error:
@@ -163,6 +186,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.kernel:
+        if args.cli:
+            raise SystemExit("brtun: --kernel runs without a terminal in the guest: --cli is not available there")
+        if args.datapath_type not in ("auto", "system"):
+            raise SystemExit(f"brtun: --kernel is the system datapath, not {args.datapath_type}")
+        if not kernel_datapath_available():
+            return _demo_in_guest(args)
+        print("*** the openvswitch kernel module is loaded here: the demo runs on this host's kernel datapath",
+              file=sys.stderr)
+        args.datapath_type = "system"
     from mininet_topos import checks  # imports Mininet (through topology)
 
     started = time.monotonic()
@@ -171,7 +204,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     results: list[checks.Check] = []
     try:
         print(f"\n{built.state.name}: up in {up_seconds:.1f} s ({len(built.hosts)} hosts, {len(built.vms)} VMs, "
-              f"{built.state.datapath_type} datapath)\n")
+              f"{built.state.datapath_type} datapath)")
+        print(datapath_line(built) + "\n", flush=True)
         bed = checks.Bed(built.state, built.spec, built.config)
         if built.state.kind == "seed":
             results = checks.seed_checks(bed, built.timings["addresses"] - built.timings["plumbed"])
@@ -191,6 +225,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     passed = sum(result.ok for result in results)
     print(f"{passed}/{len(results)} checks passed in {time.monotonic() - started:.1f} s")
     return EXIT_OK if results and passed == len(results) else EXIT_FAILED
+
+
+def _demo_in_guest(args: argparse.Namespace) -> int:
+    """The same demo, inside a QEMU guest with the distribution's kernel (ovshost.kernelvm)."""
+    argv = [sys.executable, "-m", "controller.cli", "demo", "--datapath-type", "system", "--hub", args.hub]
+    if args.config is not None:
+        argv.append(str(args.config.resolve()))
+    if args.hosts is not None:
+        argv += ["--hosts", str(args.hosts)]
+    started = time.monotonic()
+    try:
+        kernel = kernelvm.find_kernel(args.kernel_image)
+        print(f"*** no openvswitch module in this kernel: booting {kernel.describe()} in a QEMU guest",
+              file=sys.stderr, flush=True)
+        result = kernelvm.Guest(kernel, argv, PROJECT).run(
+            on_line=lambda line: print(line, flush=True),
+            on_boot=lambda line: print(f"*** {line}", file=sys.stderr, flush=True))
+    except kernelvm.KernelVmError as error:
+        print(f"brtun demo --kernel: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"*** the guest ran the demo in {result.seconds:.0f} s (boot {result.boot_seconds:.0f} s, "
+          f"{result.accel}); exit status {result.status}", file=sys.stderr)
+    print(f"demo --kernel: {time.monotonic() - started:.0f} s in all")
+    return result.status
 
 
 def _show(built: Built) -> None:

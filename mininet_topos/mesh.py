@@ -21,7 +21,10 @@ def carries(host: int, network: int, hosts: int) -> bool:
     return hosts < 3 or host != hosts - network
 
 
-def mesh_config(hosts: int, networks: int = 2, l2_population: bool = False) -> dict[str, Any]:
+def mesh_config(hosts: int, networks: int = 2, l2_population: bool = False,
+                types: tuple[str, ...] = ("gre",)) -> dict[str, Any]:
+    """Network j is of tunnel type types[j % len(types)] (all GRE by default); the VMs' MTU is the
+    testbed's default, what the largest encapsulation leaves of the underlay's 1500."""
     if not 2 <= hosts <= MAX_HOSTS:
         raise ValueError(f"a mesh has 2 to {MAX_HOSTS} hosts, not {hosts}")
     if not 2 <= networks <= len(NETWORK_NAMES):
@@ -29,12 +32,12 @@ def mesh_config(hosts: int, networks: int = 2, l2_population: bool = False) -> d
     names = NETWORK_NAMES[:networks]
     config: dict[str, Any] = {
         "options": {"l2_population": l2_population},
-        "networks": {name: {"type": "gre", "segmentation_id": 100 * (j + 1)} for j, name in enumerate(names)},
+        "networks": {name: {"type": types[j % len(types)], "segmentation_id": 100 * (j + 1)}
+                     for j, name in enumerate(names)},
         "hosts": {},
         "testbed": {
             "name": "mesh",
-            "underlay": {"cidr": "192.168.100.0/24", "mtu": 1500},
-            "vm_mtu": 1458,
+            "underlay": {"cidr": "192.168.100.0/24"},
             "subnets": {name: {"cidr": "10.1.0.0/24", "dhcp": False, "network_id": f"{name}-net"}
                         for name in names},
         },

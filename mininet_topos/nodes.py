@@ -22,6 +22,11 @@ from ovshost.state import Daemon, TestbedState
 UDHCPC_SCRIPT = Path(__file__).with_name("udhcpc.script")
 
 
+def _nodad(address: str) -> str:
+    """An IPv6 endpoint is usable at once: no duplicate address detection on a link we made."""
+    return " nodad" if ":" in address else ""
+
+
 class CommandError(RuntimeError):
     pass
 
@@ -37,10 +42,13 @@ class NamedNode(Node):  # type: ignore[misc]
             state.add_namespace(name)
         self.sh("ip link set lo up")
 
-    def checksums_in_software(self, intf: str) -> None:
+    def checksums_in_software(self, intf: str, datapath_type: str = "netdev") -> None:
         """Open vSwitch's userspace datapath forwards a veth's partial checksums as they are;
-        every end that sends into it must compute them itself (docs/TESTBED.md)."""
-        self.sh(f"ethtool -K {intf} tx off >/dev/null")
+        every end that sends into it must compute them itself (docs/TESTBED.md). The kernel
+        datapath completes them (or lets the tunnel device do it), so there the ends keep the
+        offload, as a real host's do."""
+        if datapath_type == "netdev":
+            self.sh(f"ethtool -K {intf} tx off >/dev/null")
 
     def sh(self, command: str) -> str:
         """Run a shell command in this node; raise with its output when it fails."""
@@ -78,6 +86,7 @@ class SimHost(NamedNode):
         assert state is not None
         self.ovs = PrivateOvs(name, Path(state.directory) / "hosts" / name)
         self.agent: AgentProcess | None = None
+        self.datapath_type = "netdev"  # attach_underlay sets the testbed's
         # In this node's shell (the Mininet CLI), ovs-vsctl and friends reach this host's switch.
         rundir = self.ovs.rundir
         self.sh(f"export OVS_RUNDIR={rundir} OVS_DBDIR={rundir} OVS_LOGDIR={rundir}")
@@ -95,26 +104,34 @@ class SimHost(NamedNode):
     def attach_underlay(self, intf: str, address: str, prefix: int, mtu: int, datapath_type: str,
                         hwaddr: str) -> None:
         """The tunnel endpoint. Userspace tunnelling routes and ARPs through an OVS bridge
-        holding the address (br-phy); the kernel datapath uses the kernel's own routing."""
+        holding the address (br-phy); the kernel datapath uses the kernel's own routing, with the
+        address on the underlay device itself. Either way the endpoint's MAC is `hwaddr`, fixed
+        from the address, so other hosts (and the checks' intruder) can be told it in advance."""
+        self.datapath_type = datapath_type
+        if datapath_type != "netdev":
+            self.sh(f"ip link set {intf} address {hwaddr}")
         self.sh(f"ip link set {intf} mtu {mtu} up")
         if datapath_type == "netdev":
             self.vsctl("add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev",
                        "fail_mode=standalone", f"other_config:hwaddr={hwaddr}", "--", "add-port", "br-phy", intf)
-            self.sh(f"ip addr add {address}/{prefix} dev br-phy && ip link set br-phy mtu {mtu} up")
+            self.sh(f"ip addr add {address}/{prefix} dev br-phy{_nodad(address)} && ip link set br-phy mtu {mtu} up")
         else:
-            self.sh(f"ip addr add {address}/{prefix} dev {intf}")
+            self.sh(f"ip addr add {address}/{prefix} dev {intf}{_nodad(address)}")
 
     def restart_switch(self, address: str, prefix: int, mtu: int, neighbours: dict[str, str]) -> None:
         """Restart this host's ovs-vswitchd, then redo what the host's network config would: the
         userspace datapath recreates br-phy without its address (docs/TESTBED.md), and forgets the
-        tunnel neighbours it had learned."""
+        tunnel neighbours it had learned. On the kernel datapath the kernel keeps the datapath, its
+        ports and the endpoint's address: there is nothing to redo."""
         self.ovs.restart_vswitchd()
+        if self.datapath_type != "netdev":
+            return
         deadline = time.monotonic() + 10
         while "br-phy" not in self.sh("ip -o link show"):
             if time.monotonic() > deadline:
                 raise CommandError(f"{self.name}: br-phy did not come back after the switch restarted")
             time.sleep(0.05)
-        self.sh(f"ip addr replace {address}/{prefix} dev br-phy && ip link set br-phy mtu {mtu} up")
+        self.sh(f"ip addr replace {address}/{prefix} dev br-phy{_nodad(address)} && ip link set br-phy mtu {mtu} up")
         for ip, mac in neighbours.items():
             self.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", ip, mac)
 
@@ -140,11 +157,11 @@ class SimHost(NamedNode):
 
 class VmNode(NamedNode):
     """A tenant VM: eth0 with the port's MAC, an MTU that fits the tunnel, TX checksums done
-    in the VM (the userspace datapath does not complete partial checksums)."""
+    in the VM on the userspace datapath (it does not complete partial checksums)."""
 
-    def prepare(self, mtu: int) -> None:
+    def prepare(self, mtu: int, datapath_type: str = "netdev") -> None:
         self.sh(f"ip link set eth0 mtu {mtu} up")
-        self.checksums_in_software("eth0")
+        self.checksums_in_software("eth0", datapath_type)
 
     def dhcp(self, timeout: int = 10) -> str:
         """Ask for an address (busybox udhcpc); our script only sets address, route and MTU."""

@@ -117,6 +117,7 @@ def send_frame(namespace: str, interface: str, frame: bytes) -> None:
 def send_gre(namespace: str, destination: str, key: int, inner: bytes) -> None:
     """A GRE packet with a key carrying an Ethernet frame, from a raw IP socket."""
     header = b"\x20\x00\x65\x58" + key.to_bytes(4, "big")  # K bit; Transparent Ethernet Bridging
-    code = ("import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)\n"
+    family = "AF_INET6" if ":" in destination else "AF_INET"
+    code = (f"import socket\ns=socket.socket(socket.{family}, socket.SOCK_RAW, 47)\n"
             f"s.sendto(bytes.fromhex('{(header + inner).hex()}'), ('{destination}', 0))")
     netns(namespace, "python3", "-c", code, check=True)

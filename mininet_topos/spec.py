@@ -17,9 +17,12 @@ from typing import Any
 
 from flows.checker import Checker, ConfigError
 from flows.config import Config
+from flows.mtu import network_mtu
 from flows.yamlsource import Source
 
 ROLES = ("compute", "network")
+# Bytes a tunnel adds to a VM's frame over an IPv4 underlay: the inner Ethernet header (14), the outer
+# IPv4 header (20) and GRE with a key (8), or UDP (8) and VXLAN's or Geneve's header without options (8).
 RULES = ("icmp", "ssh", "dhcp")
 _KEYS = ("name", "underlay", "vm_mtu", "roles", "subnets", "router", "external", "security_group")
 
@@ -81,15 +84,18 @@ class TestbedSpec:
     __test__ = False  # not a pytest test class, whatever its name
 
     name: str
-    underlay: ipaddress.IPv4Network
-    underlay_mtu: int
-    vm_mtu: int
+    underlay: ipaddress.IPv4Network | ipaddress.IPv6Network
+    underlay_mtu: int  # the config's options.underlay_mtu: one fact, for the model and the links
+    mtus: dict[str, int]  # network -> its VMs' and service ports' MTU (DHCP option 26)
     roles: dict[str, str]
     subnets: dict[str, Subnet]
     vms: tuple[Vm, ...]
     services: tuple[ServicePort, ...]
     router: Router | None
     allowed_ingress: tuple[str, ...]
+
+    def mtu(self, network: str) -> int:
+        return self.mtus[network]
 
     def vms_on(self, host: str) -> list[Vm]:
         return [vm for vm in self.vms if vm.host == host]
@@ -115,7 +121,7 @@ def testbed_spec(config: Config, default_name: str = "seed") -> TestbedSpec:
     top = check.mapping("testbed", raw, _KEYS) or {}
     name = check.text("testbed.name", top.get("name", default_name), "testbed name") or default_name
     underlay = _underlay(check, top.get("underlay", {}))
-    vm_mtu = check.integer("testbed.vm_mtu", top.get("vm_mtu", 1458), 576, 9000, what="MTU") or 1458
+    mtus = _mtus(check, config, top.get("vm_mtu"))
     roles = _roles(check, config, top.get("roles", {}))
     subnets = _subnets(check, config, top.get("subnets", {}))
     vms, services = _ports(check, config, roles, subnets)
@@ -124,19 +130,48 @@ def testbed_spec(config: Config, default_name: str = "seed") -> TestbedSpec:
     for index, rule in enumerate(rules):
         check.choice(f"testbed.security_group[{index}]", rule, RULES, "rule")
     for host in config.hosts:
-        if ipaddress.IPv4Address(host.local_ip) not in underlay[0]:
-            check.error(f"hosts.{host.name}.local_ip", f"{host.local_ip} is outside the underlay {underlay[0]}")
+        if ipaddress.ip_address(host.local_ip) not in underlay:
+            check.error(f"hosts.{host.name}.local_ip", f"{host.local_ip} is outside the underlay {underlay}")
     if check.errors:
         raise InvalidTestbed(check.errors)
-    return TestbedSpec(name, underlay[0], underlay[1], vm_mtu, roles, subnets, tuple(vms), tuple(services),
-                       router, rules)
+    return TestbedSpec(name, underlay, config.options.underlay_mtu, mtus, roles, subnets, tuple(vms),
+                       tuple(services), router, rules)
 
 
-def _underlay(check: Checker, raw: Any) -> tuple[ipaddress.IPv4Network, int]:
+def _underlay(check: Checker, raw: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     entry = check.mapping("testbed.underlay", raw, ("cidr", "mtu")) or {}
-    cidr = _network(check, "testbed.underlay.cidr", entry.get("cidr", "192.168.100.0/24"))
-    mtu = check.integer("testbed.underlay.mtu", entry.get("mtu", 1500), 576, 9000, what="MTU") or 1500
-    return cidr or ipaddress.IPv4Network("192.168.100.0/24"), mtu
+    if "mtu" in entry:
+        check.error("testbed.underlay.mtu", "the underlay's MTU is options.underlay_mtu (the MTU model and the "
+                                            "testbed's links share it): move it there")
+    default = ipaddress.IPv4Network("192.168.100.0/24")
+    raw_cidr = entry.get("cidr", str(default))
+    if not isinstance(raw_cidr, str):
+        check.error("testbed.underlay.cidr", "must be a network such as 192.168.100.0/24 or fd00:100::/64")
+        return default
+    try:
+        return ipaddress.ip_network(raw_cidr, strict=False)
+    except ValueError:
+        check.error("testbed.underlay.cidr", f"{raw_cidr!r} is not a network such as 192.168.100.0/24 or "
+                                             "fd00:100::/64")
+        return default
+
+
+def _mtus(check: Checker, config: Config, raw: Any) -> dict[str, int]:
+    """Each network's VM MTU: what the MTU model allows (flows.mtu), or `vm_mtu` where it fits."""
+    allowed = {network.name: network_mtu(config, network.name) for network in config.networks}
+    if raw is None:
+        return {name: fit.mtu for name, fit in allowed.items()}
+    vm_mtu = check.integer("testbed.vm_mtu", raw, 576, 9000, what="MTU")
+    if vm_mtu is None:
+        return {name: fit.mtu for name, fit in allowed.items()}
+    for name, fit in allowed.items():
+        if vm_mtu > fit.mtu:
+            kind = config.network(name).type
+            check.error("testbed.vm_mtu", f"{vm_mtu} does not fit {kind} network {name} on a "
+                        f"{config.options.underlay_mtu}-byte underlay: at most "
+                        f"{fit.explain(config.options.underlay_mtu, kind)} (a bigger packet is dropped, not "
+                        "fragmented)")
+    return {name: min(vm_mtu, fit.mtu) for name, fit in allowed.items()}
 
 
 def _network(check: Checker, path: str, raw: Any) -> ipaddress.IPv4Network | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -43,13 +44,23 @@ def veth(node1: NamedNode, node2: NamedNode, name1: str, name2: str, mac1: str |
     return Link(node1, node2, intfName1=name1, intfName2=name2, addr1=mac1, addr2=mac2)
 
 
+def _load_bridge_netfilter() -> None:
+    """iptables sees bridged traffic (the security groups on qbr) only through br_netfilter, which a
+    distribution kernel does not load by itself: Neutron's iptables firewall loads it, and so do we."""
+    if not Path("/proc/sys/net/bridge").exists():
+        result = subprocess.run(["modprobe", "br_netfilter"], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"the security groups need br_netfilter: modprobe br_netfilter failed: "
+                               f"{result.stderr.strip()}")
+
+
 def say(message: str) -> None:
     print(f"*** {message}", file=sys.stderr, flush=True)
 
 
 def phy_mac(local_ip: str) -> str:
     """A fixed MAC for a host's br-phy, so tunnel neighbours can be pre-seeded."""
-    octets = ipaddress.IPv4Address(local_ip).packed
+    octets = ipaddress.ip_address(local_ip).packed[-4:]  # an IPv6 endpoint: its last 32 bits
     return "02:00:" + ":".join(f"{b:02x}" for b in octets)
 
 
@@ -58,6 +69,7 @@ class BuildOptions:
     hub: str = "eventlet"
     datapath_type: str = "netdev"
     progress: Callable[[str], None] = say
+    agent_timeout: float = 60  # seconds for every agent to be in sync (a guest under software emulation: more)
 
 
 @dataclass
@@ -178,7 +190,7 @@ class Testbed:
             host.start_agent(config_copy, self.options.hub, self.options.datapath_type)
         for host in hosts.values():
             assert host.agent is not None
-            host.agent.wait_in_sync(timeout=60)
+            host.agent.wait_in_sync(timeout=self.options.agent_timeout)
         timings["agents_in_sync"] = time.monotonic() - started
         if self.options.datapath_type == "netdev":
             self._preseed_tunnel_neighbours(hosts)
@@ -189,12 +201,13 @@ class Testbed:
             for vm in host_vms:
                 self._plug_vm(host, vm)
             if host_vms:
+                _load_bridge_netfilter()
                 host.sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1")
                 rules = Path(state.directory) / f"sg-{name}.rules"
                 rules.write_text(services.security_group_rules(host_vms, spec.allowed_ingress))
                 host.sh(f"iptables-restore < {rules}")
         for port in spec.services:
-            hosts[port.host].sh(f"ip link set {port.name} mtu {spec.vm_mtu} up")
+            hosts[port.host].sh(f"ip link set {port.name} mtu {spec.mtu(port.network)} up")
             hosts[port.host].plug("br-int", port.name, port.mac, f"{port.kind}-{port.name}")
         if spec.router is not None:
             self._router(hosts[spec.network_hosts[0]], namespaces)
@@ -202,7 +215,7 @@ class Testbed:
             if port.kind == "dhcp":
                 self._dhcp(state, namespaces[spec.dhcp_namespace(port.network)], port)
         for vm in spec.vms:
-            vms[vm.name].prepare(spec.vm_mtu)
+            vms[vm.name].prepare(spec.mtu(vm.network), self.options.datapath_type)
         timings["plumbed"] = time.monotonic() - started
 
         progress("VMs asking for addresses" if any(s.dhcp for s in spec.subnets.values()) else "VM addresses")
@@ -222,7 +235,7 @@ class Testbed:
                     host.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", other.local_ip, phy_mac(other.local_ip))
 
     def _plug_vm(self, host: SimHost, vm: Vm) -> None:
-        mtu = self.spec.vm_mtu
+        mtu = self.spec.mtu(vm.network)
         tap, qbr, qvb, qvo = (vm.device(p) for p in ("tap", "qbr", "qvb", "qvo"))
         host.sh(f"ip link add {qbr} type bridge")
         host.sh(f"ip link add {qvb} mtu {mtu} type veth peer name {qvo} mtu {mtu}")
@@ -237,7 +250,6 @@ class Testbed:
         spec = self.spec
         router = spec.router
         assert router is not None
-        mtu = spec.vm_mtu
         network_host.vsctl("--may-exist", "add-br", "br-ex", "--", "set", "Bridge", "br-ex",
                            f"datapath_type={self.options.datapath_type}", "fail_mode=standalone")
         for port in (router.gateway_name, "eth-ext"):
@@ -248,12 +260,13 @@ class Testbed:
         for port in spec.services:
             if port.kind == "router":
                 prefix = spec.subnets[port.network].cidr.prefixlen if port.network in spec.subnets else 24
-                namespace.sh(f"ip link set {port.name} mtu {mtu} up && ip addr add {port.ip}/{prefix} dev {port.name}")
-                namespace.checksums_in_software(port.name)
+                namespace.sh(f"ip link set {port.name} mtu {spec.mtu(port.network)} up && "
+                             f"ip addr add {port.ip}/{prefix} dev {port.name}")
+                namespace.checksums_in_software(port.name, self.options.datapath_type)
         gateway = router.gateway_name
         namespace.sh(f"ip addr add {router.gateway_ip}/{router.external_cidr.prefixlen} dev {gateway}")
         namespace.sh(f"ip link set {gateway} up && ip route add default via {router.external_host} dev {gateway}")
-        namespace.checksums_in_software(gateway)
+        namespace.checksums_in_software(gateway, self.options.datapath_type)
         namespace.sh("sysctl -qw net.ipv4.ip_forward=1")
         rules = Path(namespace.state.directory if namespace.state else "/tmp") / "router-nat.rules"
         rules.write_text(services.router_nat_rules(router))
@@ -261,16 +274,16 @@ class Testbed:
         external = namespaces["external"]
         external.sh(f"ip addr add {router.external_host}/{router.external_cidr.prefixlen} dev eth0 && "
                     "ip link set eth0 up")
-        external.checksums_in_software("eth0")
+        external.checksums_in_software("eth0", self.options.datapath_type)
 
     def _dhcp(self, state: TestbedState, namespace: NamedNode, port: ServicePort) -> None:
         subnet = self.spec.subnets[port.network]
-        namespace.sh(f"ip link set {port.name} mtu {self.spec.vm_mtu} up && "
+        namespace.sh(f"ip link set {port.name} mtu {self.spec.mtu(port.network)} up && "
                      f"ip addr add {port.ip}/{subnet.cidr.prefixlen} dev {port.name}")
-        namespace.checksums_in_software(port.name)
+        namespace.checksums_in_software(port.name, self.options.datapath_type)
         directory = Path(state.directory) / "dhcp" / subnet.network_id
         services.dnsmasq_files(directory, subnet, port, list(self.spec.vms), list(self.spec.services),
-                               self.spec.vm_mtu)
+                               self.spec.mtu(port.network))
         state.add_daemon(Daemon("dnsmasq", str(directory / "pid"), str(directory), namespace.name))
         namespace.ns(*services.dnsmasq_command(directory, subnet, port))
 

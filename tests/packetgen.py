@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flows import fields
 from flows.config import Config
 from flows.model import local_vlans
-from flows.naming import PATCH_INT, parse_tunnel_port_name
+from flows.naming import PATCH_INT, tunnel_type_of
 from flows.replay import bridge_ports
 
 BROADCAST = 0xFFFFFFFFFFFF
@@ -33,8 +33,7 @@ class Universe:
     def port_type(self, ofport: int) -> str | None:
         for name, number in self.ports.items():
             if number == ofport and name != PATCH_INT:
-                parsed = parse_tunnel_port_name(name)
-                return parsed[0] if parsed else None
+                return tunnel_type_of(name)
         return None
 
 

@@ -30,10 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flows.actions import Action, Output
-from flows.config import Config
+from flows.config import Config, possible_tunnel_ports
 from flows.flow import Flow
 from flows.model import requested_ofports
-from flows.naming import parse_tunnel_port_name
 from flows.tables import FLOOD_TO_TUN
 
 
@@ -56,12 +55,8 @@ def without_flood_departures(config: Config, host: str, vlans: dict[str, int], t
     """Neutron's flows with the flood outputs brtun departs from taken out (and counted)."""
     ofports = requested_ofports(config.host(host), config)
     existing = {ofports[name] for name in tunnel_ports}
-    carriers = {}  # ofport -> the networks its remote host carries
-    by_ip = {h.local_ip: h for h in config.hosts}
-    for name, ofport in ofports.items():
-        parsed = parse_tunnel_port_name(name)
-        if parsed is not None and parsed[1] in by_ip:
-            carriers[ofport] = by_ip[parsed[1]].carried_networks
+    carriers = {ofports[name]: remote.carried_networks  # ofport -> the networks its remote host carries
+                for name, (_type, remote) in possible_tunnel_ports(config.host(host), config.hosts).items()}
     network_of = {vlan: name for name, vlan in vlans.items()}
     result = []
     for flow in neutron:

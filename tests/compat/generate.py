@@ -8,6 +8,7 @@ defaults.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import yaml
@@ -30,11 +31,14 @@ def configs(draw: st.DrawFn) -> Config:
     options: dict[str, Any] = {"l2_population": l2_population,
                                "arp_responder": l2_population and draw(st.booleans())}
     count = draw(st.integers(2, 8))
+    ipv6 = draw(st.booleans())  # every endpoint of one family: Neutron makes no tunnel across families
     hosts: dict[str, Any] = {}
     mac = 0
     for index in range(count):
         speaks = draw(st.sets(st.sampled_from(sorted(set(network_types))), min_size=1))
-        entry: dict[str, Any] = {"datapath_id": 0x100 + index, "local_ip": f"10.{index // 200}.{index % 200}.{10 + index}",
+        address = str(ipaddress.ip_address(f"fd00:{index:x}::{10 + index:x}" if ipv6 else
+                                           f"10.{index // 200}.{index % 200}.{10 + index}"))
+        entry: dict[str, Any] = {"datapath_id": 0x100 + index, "local_ip": address,
                                  "tunnel_types": sorted(speaks, key=TYPES.index)}
         ports = []
         for name, network in networks.items():

@@ -16,7 +16,7 @@ import pytest
 
 from flows.config import load_config
 from flows.flow import render_flows
-from flows.replay import bridge_ports, desired_flows
+from flows.replay import bridge_ports, desired_flows, tunnel_endpoints
 from flows.simulator import FlowTableSimulator, Verdict
 from ovshost.scratch import ScratchSwitch
 from tests.conftest import CONFIGS
@@ -41,7 +41,7 @@ def test_a_thousand_generated_packets_get_identical_verdicts() -> None:
         for index, (name, host) in enumerate(HOSTS):
             config = load_config(str(CONFIGS / f"{name}.yaml"))
             flows = desired_flows(config, host)
-            switch.load(bridge_ports(config, host), flows)
+            switch.load(bridge_ports(config, host), flows, tunnel_endpoints(config, host))
             simulator = FlowTableSimulator.of(flows)
             world = universe(config, host)
             rng = random.Random(1000 + index)

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flows.model import local_vlans
 from mininet_topos import checks
-from mininet_topos.mesh import mesh_yaml
+from mininet_topos.mesh import mesh_config
 from mininet_topos.topology import Built
 from tests.integration.helpers import passes, running_testbed
 
@@ -20,7 +21,7 @@ HOSTS = 4
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     path = Path(tmp_path_factory.mktemp("mesh")) / "mesh.yaml"
-    path.write_text(mesh_yaml(HOSTS))
+    path.write_text(yaml.safe_dump(mesh_config(HOSTS, types=("gre", "vxlan")), sort_keys=False))  # red: VXLAN
     with running_testbed(path, "mesh", hub="native") as built:  # the agents on os-ken's native hub
         yield built
 
@@ -60,6 +61,13 @@ def test_gre_from_a_non_endpoint_reaches_nothing_and_learning_is_right(bed: chec
     passes(checks.intruder_gre(bed))
     passes(checks.learned_flows(bed))
     passes(checks.gre_on_underlay(bed))
+
+
+def test_each_networks_vms_get_the_mtu_its_encapsulation_leaves_and_no_byte_more(bed: checks.Bed) -> None:
+    gre, vxlan = checks.largest_packet(bed, "blue"), checks.largest_packet(bed, "red")
+    assert "VM MTU 1458 (gre)" in gre.name and "VM MTU 1450 (vxlan)" in vxlan.name
+    passes(gre)
+    passes(vxlan)
 
 
 def test_trace_across_networks_never_reaches_the_other_network_and_drops_where_it_is_absent(mesh: Built) -> None:

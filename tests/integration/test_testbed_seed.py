@@ -84,6 +84,11 @@ def test_the_underlay_carries_gre_with_the_networks_key(bed: checks.Bed) -> None
     passes(checks.gre_on_underlay(bed))
 
 
+def test_the_vms_mtu_from_dhcp_is_the_largest_packet_gre_carries_and_one_byte_more_is_refused(
+        bed: checks.Bed) -> None:
+    passes(checks.largest_packet(bed))
+
+
 def test_a_frame_from_patch_int_with_an_unknown_vlan_goes_nowhere(bed: checks.Bed) -> None:
     passes(checks.inject_unknown_vlan(bed))
 

@@ -88,15 +88,19 @@ CHANGES = [
      "hosts.c2.ports[0].mac: fa:16:3e:00:00:01 is already used on net1 by hosts.c1.ports[0]"),
     ("hosts.c2.ports.0.ip", "10.1.0.11", "hosts.c2.ports[0].ip: 10.1.0.11 is already used on net1 by hosts.c1.ports[0]"),
     ("hosts.c1.ports.0.ip", "10.1.0.300", "hosts.c1.ports[0].ip: '10.1.0.300' is not an IP address"),
-    ("hosts.c1.ports.0.ip", "fd00::11", "hosts.c1.ports[0].ip: fd00::11 is IPv6; IPv6 port addresses are out of "
-     "scope for now (brtun reproduces Neutron's IPv4 GRE/VXLAN/Geneve underlay)"),
+    ("hosts.c1.ports.0.ip", "fd00::11", "hosts.c1.ports[0].ip: fd00::11 is IPv6; port addresses are IPv4 (the ARP "
+     "responder and the testbed's tenant subnets are IPv4)"),
     ("hosts.c1.ports.0.vlan", 5, "hosts.c1.ports[0].vlan: unknown key (known: network, mac, ip, name)"),
     ("hosts.c1.ports.0.mac", "DELETE", "hosts.c1.ports[0].mac: missing"),
     ("hosts.c1.ports.0.name", "tap-with-a-very-long-name", "hosts.c1.ports[0].name: 'tap-with-a-very-long-name' "
      "is not a port name (1-15 characters, no spaces or '/')"),
     ("hosts.c1.local_ip", "192.168.100.256", "hosts.c1.local_ip: '192.168.100.256' is not an IP address"),
-    ("hosts.c1.local_ip", "2001:db8::11", "hosts.c1.local_ip: 2001:db8::11 is IPv6; IPv6 tunnel endpoints are out "
-     "of scope for now (brtun reproduces Neutron's IPv4 GRE/VXLAN/Geneve underlay)"),
+    ("hosts.c1.local_ip", "2001:db8::11", "hosts.c1.local_ip: 2001:db8::11 is IPv6, but hosts.c2.local_ip "
+     "192.168.100.12 is IPv4 and both speak gre: Neutron makes no tunnel between address families (give every "
+     "host of a tunnel type the same family)"),
+    ("hosts.c1.local_ip", "fe80::1", "hosts.c1.local_ip: fe80::1 is not a unicast address (link-local)"),
+    ("options.underlay_mtu", 1000, "options.underlay_mtu: 1000 is outside 1280..9216"),
+    ("options.geneve_max_header_size", 20, "options.geneve_max_header_size: 20 is outside 30..260"),
     ("hosts.c1.local_ip", "224.0.0.5", "hosts.c1.local_ip: 224.0.0.5 is not a unicast address"),
     ("hosts.c1.local_ip", "127.0.0.1", "hosts.c1.local_ip: 127.0.0.1 is not a unicast address"),
     ("hosts.c2.local_ip", "192.168.100.11", "hosts.c2.local_ip: 192.168.100.11 is already the local_ip of c1"),
@@ -116,10 +120,8 @@ CHANGES = [
      "hosts.c1.ofports.gre-c0a86463: no such port on this host's br-tun (its ports: patch-int, "
      "gre-c0a8640c, vxlan-c0a8640c)"),
     ("hosts.c1.ofports", {"patch-int": 2, "gre-c0a8640c": 2},
-     "hosts.c1.ofports: set patch-int and gre-c0a8640c the same ofport 2; give them distinct explicit ofports"),
-    ("hosts.c3", {"datapath_id": 0xB03, "local_ip": "192.168.116.12"},
-     "hosts.c1.ofports: the default rule gives gre-c0a8640c and gre-c0a8740c the same ofport 5132; "
-     "give them distinct explicit ofports"),
+     "hosts.c1.ofports.gre-c0a8640c: 2 is already the ofport of patch-int"),
+    ("hosts.c3", {"datapath_id": 0xB03, "local_ip": "192.168.116.12"}, None),  # same low 12 bits: allocated
     ("hosts.c1.ports", {"network": "net1"}, "hosts.c1.ports: must be a list, not a mapping"),
     ("options.arp_responder", True, None),  # valid: l2_population is on in BASE
     ("options.l2_population", False,
@@ -128,7 +130,7 @@ CHANGES = [
     ("options.learn_hard_timeout", 0, "options.learn_hard_timeout: 0 is outside 1..65535"),
     ("options.learn_hard_timeout", 65536, "options.learn_hard_timeout: 65536 is outside 1..65535"),
     ("options.l2pop", True, "options.l2pop: unknown key (known: l2_population, arp_responder, learn_hard_timeout, "
-     "dont_fragment, tunnel_csum, dscp, dscp_inherit, vxlan_udp_port)"),
+     "dont_fragment, tunnel_csum, dscp, dscp_inherit, vxlan_udp_port, underlay_mtu, geneve_max_header_size)"),
     ("options.dscp", 64, "options.dscp: 64 is outside 0..63"),
     ("options.dscp_inherit", "yes", "options.dscp_inherit: must be true or false, not the text 'yes'"),
     ("options.vxlan_udp_port", 0, "options.vxlan_udp_port: 0 is outside 1..65535"),
@@ -188,7 +190,7 @@ def test_every_error_is_reported_at_once_with_its_line() -> None:
         "hosts:\n"
         "  c1:\n"
         "    datapath_id: 0xb01\n"
-        "    local_ip: 2001:db8::1\n"
+        "    local_ip: ff02::1\n"
         "    local_vlans: {net1: 4095}\n"
     )
     with pytest.raises(InvalidConfig) as caught:
@@ -196,8 +198,7 @@ def test_every_error_is_reported_at_once_with_its_line() -> None:
     assert [str(error) for error in caught.value.errors] == [
         "cookie: 0x0 is outside 0x1..0xfffffffffffffffe (line 1)",
         "networks.net1.segmentation_id: 0 is outside 1..4294967295 (line 3)",
-        "hosts.c1.local_ip: 2001:db8::1 is IPv6; IPv6 tunnel endpoints are out of scope for now "
-        "(brtun reproduces Neutron's IPv4 GRE/VXLAN/Geneve underlay) (line 7)",
+        "hosts.c1.local_ip: ff02::1 is not a unicast address (line 7)",
         "hosts.c1.local_vlans.net1: unknown network 'net1' (networks: none) (line 8)",
     ]
 

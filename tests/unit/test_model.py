@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from flows import naming
-from flows.model import build_bridge, local_vlans, requested_ofports
+from flows.model import allocate_ofports, build_bridge, local_vlans, requested_ofports
 from tests.unit.helpers import config, from_yaml
 
 
@@ -27,16 +27,36 @@ def test_tunnel_port_names_are_neutrons() -> None:
     assert naming.tunnel_port_name("gre", "192.168.100.13") == "gre-c0a8640d"
     assert naming.tunnel_port_name("geneve", "10.0.0.1") == "geneve-0a000001"
     assert len(naming.tunnel_port_name("geneve", "255.255.255.254")) == naming.IFNAME_MAX
-    assert naming.parse_tunnel_port_name("vxlan-c0a8640c") == ("vxlan", "192.168.100.12")
-    assert naming.parse_tunnel_port_name("patch-int") is None
-    assert naming.parse_tunnel_port_name("gre-zzzzzzzz") is None
+    for kind in ("gre", "vxlan", "geneve"):  # IPv6: a hash of the address, as long as a name may be
+        name = naming.tunnel_port_name(kind, "fd00:100::11")
+        assert len(name) == naming.IFNAME_MAX and name.startswith(f"{kind}-") and naming.tunnel_type_of(name) == kind
+    assert naming.tunnel_port_name("gre", "fd00:100::11") != naming.tunnel_port_name("gre", "fd00:100::12")
+    assert naming.tunnel_type_of("vxlan-c0a8640c") == "vxlan"
+    assert naming.tunnel_type_of("patch-int") is None and naming.tunnel_type_of("gre-ZZ") is None
 
 
-def test_the_default_ofport_is_the_type_digit_then_the_names_last_three_hex_digits() -> None:
-    assert naming.default_ofport("gre-c0a8640d") == 0x140D
-    assert naming.default_ofport("vxlan-c0a8640d") == 0x240D
-    assert naming.default_ofport("geneve-c0a8640d") == 0x340D
-    assert naming.default_ofport("patch-int") == 1
+def test_the_preferred_ofport_is_the_type_digit_then_the_addresss_last_three_hex_digits() -> None:
+    assert naming.preferred_ofport("gre", "192.168.100.13") == 0x140D
+    assert naming.preferred_ofport("vxlan", "192.168.100.13") == 0x240D
+    assert naming.preferred_ofport("geneve", "192.168.100.13") == 0x340D
+    assert naming.preferred_ofport("gre", "fd00:100::a0d") == 0x1A0D
+
+
+def test_ports_whose_preferred_numbers_collide_get_spare_numbers_and_nobody_is_renumbered() -> None:
+    def hosts(*addresses: str) -> str:
+        return "\n".join(f"  h{i}: {{datapath_id: {i + 1}, local_ip: {a}, ports: [{{network: n, mac: "
+                         f"'fa:16:3e:00:00:{i:02x}'}}]}}" for i, a in enumerate(addresses))
+
+    addresses = ["10.0.1.5", "10.0.17.5", "10.0.33.5"]  # the same low 12 bits
+    cfg = from_yaml(f"networks: {{n: {{type: gre, segmentation_id: 1}}}}\nhosts:\n{hosts(*addresses)}")
+    first = requested_ofports(cfg.host("h0"), cfg)
+    assert first == {"patch-int": 1, "gre-0a001105": 0x1105, "gre-0a002105": naming.FIRST_SPARE_OFPORT}
+    grown = from_yaml(f"networks: {{n: {{type: gre, segmentation_id: 1}}}}\nhosts:\n"
+                      f"{hosts(*addresses, '10.0.49.5', '10.0.0.6')}")
+    seen = dict(first)  # the switch holds the ports made before; a host comes, and another
+    after = allocate_ofports(grown.host("h0"), grown, existing=seen)
+    assert {name: after[name] for name in seen} == seen  # nobody renumbered
+    assert after["gre-0a003105"] == naming.FIRST_SPARE_OFPORT + 1 and after["gre-0a000006"] == 0x1006
 
 
 def test_a_host_carries_only_networks_it_has_ports_on() -> None:

@@ -135,6 +135,22 @@ def test_a_traced_walk_reads_hops_tunnels_and_deliveries_from_ovs_text() -> None
     assert flood.tunnels == (("192.168.100.2", 100), ("192.168.100.3", 100), ("192.168.100.4", 100))
 
 
+def test_on_the_kernel_datapath_a_tunnelled_copy_is_set_tunnel_then_the_vport() -> None:
+    from flows.tracetext import parse_run
+
+    # The kernel datapath's actions for a flood of VLAN 1 to two GRE endpoints and a local VM port:
+    # one gre_sys vport (datapath port 2) carries both copies, each after its own set(tunnel(...)).
+    text = ("Flow: in_port=4\n\nFinal flow: unchanged\nMegaflow: recirc_id=0,eth,in_port=4\n"
+            "Datapath actions: 5,set(tunnel(tun_id=0x1,src=192.168.100.11,dst=192.168.100.10,ttl=64,tp_dst=0,"
+            "flags(df|key))),2,set(tunnel(tun_id=0x1,src=192.168.100.11,dst=192.168.100.12,ttl=64,tp_dst=0,"
+            "flags(df|key))),2\n")
+    kernel = parse_run(text, tunnel_ports=frozenset({2}))
+    assert kernel.tunnels == (("192.168.100.10", 1), ("192.168.100.12", 1))
+    assert kernel.local_ports == (5,)
+    # without knowing which datapath ports are tunnel vports, nothing is taken for a tunnel
+    assert parse_run(text).tunnels == () and parse_run(text).local_ports == (5, 2, 2)
+
+
 def test_replay_numbers_each_packet_by_its_place_in_the_case_not_by_its_in_port(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from controller.cli import main
