@@ -150,9 +150,10 @@ class Agent:
     # ----- events from os-ken (never block here) --------------------------
     def switch_connected(self, datapath: Any) -> None:
         bridge, accepted = self._sessions.connect(datapath)
-        if bridge is None:
-            LOG.warning("a switch with datapath ID %#x connected; it is not this host's br-tun or "
-                        "br-int: ignored", datapath.id)
+        if bridge is None:  # closed: it would hold one of the listener's few connections for nothing
+            self._throttle.log("stranger", logging.WARNING, "a switch with datapath ID %#x connected; it is not this "
+                               "host's br-tun or br-int: closed", datapath.id)
+            datapath.close()
             return
         if not accepted:  # the established connection stays: a claim is not a proof
             self._throttle.log(("conflict", bridge), logging.WARNING, "conflict: a second connection (from %s) "
