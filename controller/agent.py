@@ -277,10 +277,12 @@ class Agent:
             self._mark(dbplan.BR_TUN)
             self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
 
-    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None) -> Reconciled | None:
+    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None,
+                  forget: frozenset[tuple[int, int]] = frozenset()) -> Reconciled | None:
         """Read back, diff, send only the difference in one bundle, confirm with a barrier.
 
-        Returns None when the bridge is not connected or the switch did not answer."""
+        `forget`: learned flows of these (VLAN, MAC) go too (flows.diff.diff).  Returns None when
+        the bridge is not connected or the switch did not answer."""
         session = self._sessions.get(bridge)
         if session is None:
             return None
@@ -293,7 +295,7 @@ class Agent:
             LOG.warning("%s; will retry", error)
             self._mark(bridge)
             return None
-        result = self._diff(bridge, desired, installed)
+        result = self._diff(bridge, desired, installed, forget)
         self.counters.reconciles += 1
         if result.taken:
             replaced = sum(1 for change in result.changes if change.kind is Kind.ADD and change.old is not None)
@@ -337,12 +339,13 @@ class Agent:
         self._pending.retry(bridge, RETRY_SECONDS)
         return Reconciled(result, tuple(sent.errors))
 
-    def _diff(self, bridge: str, desired: tuple[Flow, ...], installed: Sequence[Flow]) -> Diff:
+    def _diff(self, bridge: str, desired: tuple[Flow, ...], installed: Sequence[Flow],
+              forget: frozenset[tuple[int, int]] = frozenset()) -> Diff:
         """flows.diff, with the cookies this agent takes over (none unless --takeover)."""
-        result = diff(desired, installed, self.config.cookie)
+        result = diff(desired, installed, self.config.cookie, forget=forget)
         takeover = self._takeover.cookies(bridge, result.foreign)
         if takeover and any(flow.cookie in takeover for flow in result.foreign):
-            result = diff(desired, installed, self.config.cookie, takeover)
+            result = diff(desired, installed, self.config.cookie, takeover, forget)
         return result
 
     def _count_errors(self, bridge: str, session: SwitchSession) -> None:

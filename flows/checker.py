@@ -18,7 +18,7 @@ from typing import Any
 from flows import naming
 from flows.yamlsource import Source
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # Neutron's 36-character IDs fit
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 
 
@@ -119,7 +119,7 @@ class Checker:
             self._wrong_text(path, key, "a name", origin_path=f"{parent}.{key}#key")
             return None
         if not NAME_PATTERN.fullmatch(key):
-            self.error(path, "a name is 1-32 letters, digits, '_', '.' or '-', starting with a "
+            self.error(path, "a name is 1-64 letters, digits, '_', '.' or '-', starting with a "
                        "letter or digit")
             return None
         return key
