@@ -58,6 +58,7 @@ class AgentSettings:
     config_text: str = ""
     takeover: bool = False  # take over another agent's flows (brtun run --takeover)
     takeover_cookies: frozenset[int] | None = None  # whose; None: every cookie found at the first read
+    neutron: str | None = None  # the config comes from Neutron at this transport (controller.neutronsource)
 
 
 @dataclass
@@ -113,8 +114,8 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.counters = Counters()
         host = settings.config.host(settings.host)
-        self._config = RunningConfig(settings.config, Origin(settings.config_text, settings.config_path),
-                                      host.name)
+        self._config = RunningConfig(settings.config, Origin(settings.config_text, settings.config_path,
+                                                             neutron=settings.neutron), host.name)
         self._sessions = Sessions({host.datapath_id: dbplan.BR_TUN, host.br_int_datapath_id: dbplan.BR_INT})
         self._database = DatabaseSync(DatabaseSettings(settings.ovsdb, host.name, settings.controller,
                                                        settings.datapath_type))
@@ -123,6 +124,9 @@ class Agent:
         self._canary = Canary(settings.audit_interval)
         self._worker = Worker(self._round, settings.poll_interval)
         self._takeover = Takeover(settings.takeover_cookies, settings.takeover)
+        self._vif_watch: Callable[[dict[str, str]], None] | None = None
+        self._source_info: Callable[[], dict[str, Any]] | None = None
+        self._vifs_told: dict[str, str] | None = None
 
     # ----- lifecycle ----------------------------------------------------
     def start(self) -> None:
@@ -130,13 +134,42 @@ class Agent:
         LOG.info("brtun agent for host %s: br-tun datapath %#x, br-int %#x, controller %s, "
                  "database %s, %s datapath", host.name, host.datapath_id, host.br_int_datapath_id,
                  self.settings.controller, self.settings.ovsdb, self.settings.datapath_type)
-        self._database.open()
+        self.open()
         current = dbplan.tagged_vlans(self.config, self.host_name, self._database.observe())
         if self._config.keep_local_vlans(current):
             LOG.info("keeping the local VLANs br-int's ports carry: %s",
                      ", ".join(f"{n}={v}" for n, v in sorted(current.items())))
         self.sync_database()
+        self._tell_vifs()
         self._worker.start()
+
+    def open(self) -> None:
+        """Connect to the switch database (once): `vifs` can be read before the agent starts."""
+        if not self._database.opened:
+            self._database.open()
+
+    def watch_vifs(self, callback: Callable[[dict[str, str]], None]) -> None:
+        """Call `callback(vifs)` (on the worker) whenever the VIFs on br-int change: the Neutron source
+        asks Neutron about each port Nova plugs, as Neutron's agent does."""
+        self._vif_watch = callback
+        self._vifs_told = None
+        self._tell_vifs()
+
+    def describe_source(self, info: Callable[[], dict[str, Any]]) -> None:
+        """`state` also shows what the config's source says of itself (the Neutron source's counters)."""
+        self._source_info = info
+
+    def vifs(self) -> dict[str, str]:
+        """The VIFs on br-int: Neutron port ID (external_ids:iface-id, as Nova sets it) -> port name."""
+        return dbplan.vifs(self._database.observe())
+
+    def _tell_vifs(self) -> None:
+        if self._vif_watch is None:
+            return
+        vifs = self.vifs()
+        if vifs != self._vifs_told:
+            self._vifs_told = vifs
+            self._vif_watch(vifs)
 
     def stop(self) -> None:
         """Leave every flow and port in place: the switch keeps forwarding without us."""
@@ -191,6 +224,7 @@ class Agent:
     def _round(self) -> None:
         if self._database.changed:
             self.sync_database()
+            self._tell_vifs()
         now = time.monotonic()
         self._pending.release(now)
         if self._canary.due(now):
@@ -383,8 +417,13 @@ class Agent:
                                foreign=len(result.foreign), in_sync=result.in_sync)
             bridges[name] = figures
         origin = self.origin
-        return {"host": self.host_name, "config": {"path": origin.path, "edits": list(origin.edits)},
-                "local_vlans": self._config.local_vlans(), "bridges": bridges, "counters": vars(self.counters).copy()}
+        result = {"host": self.host_name, "config": {"path": origin.path, "edits": list(origin.edits),
+                                                     "neutron": origin.neutron},
+                  "local_vlans": self._config.local_vlans(), "bridges": bridges,
+                  "counters": vars(self.counters).copy()}
+        if self._source_info is not None:
+            result["neutron"] = self._source_info()
+        return result
 
 
 _PORT_REASONS = {0: "added", 1: "deleted", 2: "modified"}

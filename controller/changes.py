@@ -119,7 +119,11 @@ class Change:
     @classmethod
     def proposed(cls, agent: ChangeTarget, text: str, path: str | None = None, edit: str | None = None) -> Change:
         """The change to `text`, checked as `brtun apply` checks it; Rejected if it cannot be made."""
-        new = _parse(text)
+        return cls.to(agent, _parse(text), agent.origin.after(text, path, edit))
+
+    @classmethod
+    def to(cls, agent: ChangeTarget, new: Config, new_origin: Origin) -> Change:
+        """The change to a config given as a value (the Neutron source's), checked as any other."""
         old, origin, host = agent.config, agent.origin, agent.host_name
         problems = running_checks(host, old, new)
         if problems:
@@ -129,7 +133,7 @@ class Change:
         if steps.held and not agent.connected(dbplan.BR_TUN):
             raise Rejected([f"local VLAN {', '.join(map(str, sorted(steps.held)))} would change network while "
                             "br-tun is not connected: that needs br-tun and br-int to change in step"])
-        return cls(old, origin, effective, origin.after(text, path, edit), steps)
+        return cls(old, origin, effective, new_origin, steps)
 
     def preview(self, agent: ChangeTarget) -> dict[str, Any]:
         """The dry run: everything `apply` would check, and what it would change."""

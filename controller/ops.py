@@ -37,6 +37,9 @@ def handle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
         return _error(f'{op}: needs "config", the config text')
     if op == "edit" and ("edit" not in request or not isinstance(request.get("args", {}), dict)):
         return _error('edit: needs "edit" (its name) and "args" (an object)')
+    if op in ("validate", "apply", "reload", "edit") and agent.origin.neutron:
+        return _error(f"{op}: this agent's config comes from Neutron ({agent.origin.neutron}); change it through "
+                      "Neutron's API (brtun run --neutron)")
     if op == "config":  # what `brtun apply` needs to put a host back
         origin = agent.origin
         return {"ok": True, "host": agent.host_name, "path": origin.path, "text": origin.text,

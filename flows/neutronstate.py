@@ -32,6 +32,7 @@ Pure: no RPC, no switch, no clock.  The refresh marks (`begin_refresh`,
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -325,6 +326,13 @@ class NeutronState:
         self._stamp = 0
         self.version = 0  # grows with every change of what config() returns
         self._config: tuple[int, Config] | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NeutronState:
+        """A copy to go back to (the config it made is not copied: it is made again)."""
+        copied = NeutronState.__new__(NeutronState)
+        for name, value in vars(self).items():
+            setattr(copied, name, None if name == "_config" else copy.deepcopy(value, memo))
+        return copied
 
     # ----- what is carried ------------------------------------------------------------
     def segments(self) -> dict[str, Segment]:

@@ -22,16 +22,20 @@ from ovshost import pids
 from ovshost.agentproc import CONTROL_SOCKET
 
 STATE_ROOT = Path("/run/brtun/testbeds")
-# Stop order: agents first (they would otherwise see their switch go), then the rest.
-STOP_ORDER = ("agent", "iperf3", "dnsmasq", "udhcpc", "ovs-vswitchd", "ovsdb-server")
+# Stop order: agents first (they would otherwise see their switch go, or their server), then Neutron's
+# servers from the API down to the database, then the rest.
+STOP_ORDER = ("agent", "neutron-api", "neutron-rpc-server", "rabbitmq", "epmd", "mariadb", "iperf3", "dnsmasq",
+              "udhcpc", "ovs-vswitchd", "ovsdb-server")
 
 
 @dataclass
 class Daemon:
     what: str  # one of STOP_ORDER
     pidfile: str
-    marker: str  # text its command line must contain for the PID to be ours
+    marker: str  # text its command line must contain for the PID to be ours (a pidfile of the PID alone)
     host: str = ""
+    group: bool = False  # it leads a process group of its own: stop the group (ovshost.pids)
+    grace: float = 5.0  # seconds between SIGTERM and SIGKILL (neutron-rpc-server ignores SIGTERM)
 
 
 @dataclass
@@ -133,7 +137,7 @@ def down(state: TestbedState) -> list[str]:
     done = []
     rank = {what: i for i, what in enumerate(STOP_ORDER)}
     for daemon in sorted(state.daemons, key=lambda d: rank.get(d.what, len(rank))):
-        if pids.stop(Path(daemon.pidfile), daemon.marker):
+        if pids.stop(Path(daemon.pidfile), daemon.marker, daemon.grace, daemon.group):
             done.append(f"stopped {daemon.what} of {daemon.host or state.name}")
     for namespace in reversed(state.namespaces):
         if namespace_exists(namespace):
