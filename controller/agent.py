@@ -43,6 +43,9 @@ from flows.model import BridgeModel
 
 LOG = logging.getLogger("brtun.agent")
 RETRY_SECONDS = 5.0  # after the switch refused a change
+# A port deleted on one host may still send for a moment, until its own agent parks it on the dead VLAN:
+# br-tun is read again this long after a change forgot MACs, and learned flows of them are deleted again.
+FORGET_AGAIN = (1.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Pending:
     def __init__(self) -> None:
         self._marked: set[str] = set()
         self._retry_at: dict[str, float] = {}  # bridge -> when to try a refused change again
+        self._forget: list[tuple[float, frozenset[tuple[int, int]]]] = []  # (when, learned flows to delete again)
 
     def mark(self, bridge: str) -> None:
         self._marked.add(bridge)
@@ -94,6 +98,15 @@ class Pending:
             if when <= now:
                 del self._retry_at[bridge]
                 self._marked.add(bridge)
+
+    def forget_again(self, forget: frozenset[tuple[int, int]], now: float) -> None:
+        """Learned flows of these (VLAN, MAC) are deleted again at FORGET_AGAIN after now."""
+        self._forget.extend((now + delay, forget) for delay in FORGET_AGAIN)
+
+    def forgets_due(self, now: float) -> frozenset[tuple[int, int]]:
+        due = [entry for entry in self._forget if entry[0] <= now]
+        self._forget = [entry for entry in self._forget if entry[0] > now]
+        return frozenset().union(*(forget for _, forget in due))
 
     def take(self) -> Iterator[str]:
         """Each marked bridge in turn, unmarked as it is taken (its reconcile may mark it again)."""
@@ -229,6 +242,9 @@ class Agent:
         self._pending.release(now)
         if self._canary.due(now):
             self.audit()
+        forget = self._pending.forgets_due(now)
+        if forget:
+            self.reconcile(dbplan.BR_TUN, forget=forget, again=True)
         for bridge in self._pending.take():
             self.reconcile(bridge)
 
@@ -312,12 +328,15 @@ class Agent:
             self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
 
     def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None,
-                  forget: frozenset[tuple[int, int]] = frozenset()) -> Reconciled | None:
+                  forget: frozenset[tuple[int, int]] = frozenset(), again: bool = False) -> Reconciled | None:
         """Read back, diff, send only the difference in one bundle, confirm with a barrier.
 
-        `forget`: learned flows of these (VLAN, MAC) go too (flows.diff.diff).  Returns None when
-        the bridge is not connected or the switch did not answer."""
+        `forget`: learned flows of these (VLAN, MAC) go too (flows.diff.diff), now and at FORGET_AGAIN
+        (`again`: this is such a later time).  Returns None when the bridge is not connected or the switch
+        did not answer."""
         session = self._sessions.get(bridge)
+        if forget and not again:
+            self._pending.forget_again(forget, time.monotonic())
         if session is None:
             return None
         started = time.monotonic()

@@ -247,7 +247,7 @@ class NeutronRpc:
             server.start()
             self._servers.append(server)
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         """Stop listening and close the connections, waiting `timeout` at most: oslo.messaging's listeners
         were seen to wait on their poll loop for longer, and the process exits next (RabbitMQ then drops
         this agent's fanout queues)."""

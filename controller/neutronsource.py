@@ -18,8 +18,7 @@ Neutron or RabbitMQ going away changes nothing on the switches (no message,
 no change); when they answer again the source resyncs as Neutron's agent
 does after a failed report: endpoints from tunnel_sync, every VIF's details
 again, every port reported up with refresh_tunnels, so that l2population
-sends each network's entries again; what it does not send again within the
-settle time is dropped (docs/NEUTRON.md, "Resync").
+sends each network's entries again (docs/NEUTRON.md, "Resync").
 """
 
 from __future__ import annotations
@@ -72,7 +71,6 @@ class NeutronCounters:
     ignored: collections.Counter[str] = field(default_factory=collections.Counter)  # kind -> parts
     resyncs: collections.Counter[str] = field(default_factory=collections.Counter)  # reason -> resyncs
     rpc_failures: collections.Counter[str] = field(default_factory=collections.Counter)  # call -> failures
-    swept: int = 0  # entries a refresh did not announce again
     changes: int = 0  # configs carried out
     flow_changes: int = 0
     refused_changes: int = 0
@@ -81,7 +79,7 @@ class NeutronCounters:
 
     def as_dict(self) -> dict[str, Any]:
         return {"received": dict(self.received), "outcomes": dict(self.outcomes), "ignored": dict(self.ignored),
-                "resyncs": dict(self.resyncs), "rpc_failures": dict(self.rpc_failures), "swept": self.swept,
+                "resyncs": dict(self.resyncs), "rpc_failures": dict(self.rpc_failures),
                 "changes": self.changes, "flow_changes": self.flow_changes,
                 "refused_changes": self.refused_changes, "devices_up": self.devices_up,
                 "devices_down": self.devices_down}
@@ -97,6 +95,11 @@ class _Settling:
 class NeutronSource:
     """Neutron's agent RPC for one host, turned into configs for its agent.
 
+    Two threads of its own: `_run` applies what arrives (casts, VIFs, the answers to calls) and hands each
+    new config to the agent; `_call` makes the calls to neutron-server, one at a time, and queues each
+    answer for `_run`.  A cast is never kept waiting behind a call (a port deleted must leave br-tun at
+    once, not after some other port's details came back).
+
     `no_switch`: the VIFs are the ports Neutron has bound to this host (there is no br-int to find
     them on); otherwise the agent tells them (`set_vifs`)."""
 
@@ -106,20 +109,26 @@ class NeutronSource:
         self.no_switch = no_switch
         self.counters = NeutronCounters()
         self.state = NeutronState(settings.local)
-        self._lock = threading.Lock()  # guards the queue and the VIFs (oslo.messaging's and the agent's threads)
-        self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
-        self._vifs: dict[str, str] = {}  # port ID -> br-int port name, as last told
+        self._lock = threading.Lock()  # guards the queues and the VIFs (oslo.messaging's, the agent's threads)
+        self._queue: collections.deque[tuple[str, Any]] = collections.deque()  # for `_run`
+        self._calls: collections.deque[tuple[str, Any]] = collections.deque()  # for `_call`
+        self._vifs: dict[str, str] | None = None  # port ID -> br-int port name, as last told
         self._wake = threading.Event()
+        self._wake_calls = threading.Event()
         self._stopping = threading.Event()
         self._synced = threading.Event()
         self._apply: Apply | None = None
         self._applied: Config | None = None
-        self._known: dict[str, str] = {}  # VIFs handled: port ID -> port name
+        # owned by `_run`:
+        self._known: dict[str, str] = {}  # VIFs: port ID -> port name
         self._reported_up: set[str] = set()
         self._want_details: set[str] = set()
+        self._asked: set[str] = set()  # details asked for, not answered yet
         self._want_up: set[str] = set()
         self._want_down: set[str] = set()
+        self._reporting = False  # a device-list report is under way
         self._resync: str | None = "start"  # why a resync is due
+        self._resyncing = False
         self._refresh_up = False  # the next device-up report asks l2population for whole networks again
         self._settling: _Settling | None = None
         self._retry_at = 0.0
@@ -138,7 +147,7 @@ class NeutronSource:
         while not self._first_report():
             if stopping() or self._stopping.wait(RETRY_SECONDS):
                 return False
-        for target in (self._run, self._heartbeat):
+        for target in (self._run, self._call, self._heartbeat):
             thread = threading.Thread(target=target, name=f"neutron-{target.__name__.strip('_')}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -158,6 +167,7 @@ class NeutronSource:
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        self._wake_calls.set()
         for thread in self._threads:
             thread.join(timeout=5)
         self.rpc.stop()
@@ -170,8 +180,7 @@ class NeutronSource:
         return yaml.dump(self.state.raw(), Dumper=_DUMPER, sort_keys=False)
 
     def request_resync(self, reason: str) -> None:
-        self._resync = self._resync or reason
-        self._wake.set()
+        self._post("resync", reason)
 
     def set_vifs(self, vifs: Mapping[str, str]) -> None:
         """The VIFs on br-int now (port ID -> port name): the agent's worker calls this."""
@@ -188,8 +197,11 @@ class NeutronSource:
     # ----- what arrives -----------------------------------------------------------------------
     def _deliver(self, method: str, kwargs: dict[str, Any]) -> None:
         """On oslo.messaging's threads: queue it, nothing else."""
+        self._post("cast", (method, kwargs))
+
+    def _post(self, kind: str, what: Any) -> None:
         with self._lock:
-            self._queue.append((method, kwargs))
+            self._queue.append((kind, what))
         self._wake.set()
 
     def _rabbit_trouble(self) -> None:
@@ -201,7 +213,7 @@ class NeutronSource:
         """report_state with start_flag; retried with a short timeout (one agent's first call was seen to
         hang for 20 s when several started at once)."""
         try:
-            self.rpc.report_state(len(self._vifs), self.settings.first_call_timeout)
+            self.rpc.report_state(len(self._vifs or {}), self.settings.first_call_timeout)
         except RpcFailed as error:
             self.counters.rpc_failures["report_state"] += 1
             LOG.warning("neutron: neutron-server does not answer yet (%s); trying again", error)
@@ -230,6 +242,46 @@ class NeutronSource:
                 self.request_resync("neutron-server answers again" if not self._healthy
                                     else "RabbitMQ dropped a connection")
             self._healthy = True
+            self._wake_calls.set()
+
+    # ----- calls, one at a time, on their own thread --------------------------------------------
+    def _ask(self, call: str, what: Any = None) -> None:
+        """Queue a call for `_call` (from `_run`)."""
+        with self._lock:
+            self._calls.append((call, what))
+        self._wake_calls.set()
+
+    def _call(self) -> None:
+        while not self._stopping.is_set():
+            self._wake_calls.wait(timeout=0.5)
+            self._wake_calls.clear()
+            while not self._stopping.is_set() and self._healthy:
+                with self._lock:
+                    if not self._calls:
+                        break
+                    call, what = self._calls.popleft()
+                try:
+                    self._post(call, (what, self._make_call(call, what)))
+                except RpcFailed as error:
+                    self.counters.rpc_failures[RPC_NAMES[call]] += 1
+                    LOG.warning("neutron: %s; trying again", error)
+                    self._post("failed", (call, what))
+                    self._stopping.wait(RETRY_SECONDS)
+                except Exception:
+                    LOG.exception("neutron: %s failed; trying again", RPC_NAMES[call])
+                    self._post("failed", (call, what))
+                    self._stopping.wait(RETRY_SECONDS)
+
+    def _make_call(self, call: str, what: Any) -> Any:
+        timeout = self.settings.first_call_timeout if not self._synced.is_set() else self.settings.rpc_timeout
+        if call == "sync":
+            replies = {t: self.rpc.tunnel_sync(t, timeout) for t in self.settings.local.tunnel_types}
+            bound = self.rpc.ports_bound_here(timeout) if self.no_switch else None
+            return replies, bound
+        if call == "details":
+            return self.rpc.devices_details(what, timeout)
+        up, down, refresh = what
+        return self.rpc.device_list(up, down, refresh, timeout)
 
     # ----- the one thread that changes things ---------------------------------------------------
     def _run(self) -> None:
@@ -248,12 +300,18 @@ class NeutronSource:
         with self._lock:
             batch = list(self._queue)
             self._queue.clear()
-            vifs = dict(self._vifs)
+            vifs, self._vifs = self._vifs, None
         before = copy.deepcopy(self.state) if batch else None
-        handled = collections.Counter(method for method, _ in batch)
-        for method, kwargs in batch:
-            self._handle(method, kwargs)
-        if not self.no_switch:
+        handled: collections.Counter[str] = collections.Counter()
+        for kind, what in batch:
+            if kind == "cast":
+                handled[what[0]] += 1
+                self._handle(*what)
+            elif kind == "resync":
+                self._resync = self._resync or what
+            else:
+                self._answered(kind, *what)
+        if vifs is not None and not self.no_switch:
             self._follow_vifs(vifs)
         try:
             self.state.config()
@@ -262,16 +320,63 @@ class NeutronSource:
             self.state = before or self.state
             self.counters.outcomes["batch invalid"] += 1
             return
-        if self._resync and self._healthy:
-            self._do_resync()
-        self._fetch_details()
+        if self._resync and not self._resyncing and self._healthy:
+            self._resyncing = True
+            LOG.info("neutron: resync (%s): endpoints, every VIF's details again, every port up with "
+                     "refresh_tunnels", self._resync)
+            self.counters.resyncs[self._resync] += 1
+            self._ask("sync")
+        self._ask_details()
         self._settle()
         why = ", ".join(f"{m} x{n}" if n > 1 else m for m, n in sorted(handled.items())) or "ports on br-int"
         if self._carry_out(why):
             self._report_devices()
-        if not self._synced.is_set() and self._resync is None and self._settling is None and self._healthy \
-                and not self._want_details and not self._refresh_up:
+        if not self._synced.is_set() and self._resync is None and self._settling is None \
+                and not self._want_details and not self._asked and not self._refresh_up and not self._reporting:
             self._synced.set()
+
+    def _answered(self, kind: str, what: Any, reply: Any) -> None:
+        """An answer from `_call` (or its failure)."""
+        if kind == "failed":
+            call, asked = what, reply
+            if call == "sync":
+                self._resyncing = False  # asked again once the server answers (the heartbeat says so)
+            elif call == "details":
+                self._asked.difference_update(asked)
+                self._want_details.update(p for p in asked if p in self._known)
+                self._retry_at = time.monotonic() + RETRY_SECONDS
+            else:
+                self._reporting = False
+                up, down, refresh = asked
+                self._want_up.update(up)
+                self._want_down.update(down)
+                self._refresh_up = self._refresh_up or refresh
+                self._retry_at = time.monotonic() + RETRY_SECONDS
+            self._wake_at(self._retry_at)
+            return
+        if kind == "sync":
+            self._synced_endpoints(reply)
+        elif kind == "details":
+            self._details(what, reply)
+        else:
+            self._reported(what, reply)
+
+    def _synced_endpoints(self, reply: Any) -> None:
+        replies, bound = reply
+        for tunnel_type, answer in replies.items():
+            try:
+                self.state.tunnel_sync(tunnel_type, answer)
+            except Malformed as error:
+                self.counters.outcomes["tunnel_sync malformed"] += 1
+                LOG.warning("neutron: tunnel_sync's reply refused, malformed: %s", error)
+        if self.no_switch:
+            self._follow_bound_ports(bound)
+        self._resync = None
+        self._resyncing = False
+        self._settling = _Settling(self.state.begin_refresh(), set(), 0.0)  # networks known after the details
+        self._want_details.update(self._known)
+        self._reported_up.clear()
+        self._refresh_up = True
 
     def _handle(self, method: str, kwargs: dict[str, Any]) -> None:
         self.counters.received[method] += 1
@@ -305,9 +410,10 @@ class NeutronSource:
         if method == "port_delete":
             pid = port_id(kwargs.get("port_id"))
             self._want_details.discard(pid)
+            self._want_up.discard(pid)
+            self._reported_up.discard(pid)  # Neutron has forgotten it: nothing to report down
             if self.no_switch:
                 self._known.pop(pid, None)
-                self._reported_up.discard(pid)
             return state.remove_local_port(pid)
         if method == "network_delete":
             return state.remove_network(network_id(kwargs.get("network_id")))
@@ -316,8 +422,7 @@ class NeutronSource:
         if method == "network_update":
             network = kwargs.get("network")
             net = network_id(network.get("id") if isinstance(network, dict) else None)
-            ports = state.local_ports_on(net)
-            self._want_details.update(ports)  # Neutron's agent looks at their details again
+            self._want_details.update(state.local_ports_on(net))  # Neutron's agent looks at their details again
             return Applied(False)
         raise Malformed(f"unknown method {method}")
 
@@ -348,40 +453,10 @@ class NeutronSource:
         for pid in [p for p in self._known if p not in vifs]:
             del self._known[pid]
             self._want_details.discard(pid)
+            self._want_up.discard(pid)
             if self.state.remove_local_port(pid).changed or pid in self._reported_up:
                 self._want_down.add(pid)
             self._reported_up.discard(pid)
-
-    # ----- calls ------------------------------------------------------------------------------
-    def _failed(self, call: str, error: RpcFailed) -> None:
-        self.counters.rpc_failures[call] += 1
-        LOG.warning("neutron: %s; trying again", error)
-        self._retry_at = time.monotonic() + RETRY_SECONDS
-
-    def _do_resync(self) -> None:
-        reason = self._resync
-        assert reason is not None
-        timeout = self.settings.first_call_timeout if reason == "start" else self.settings.rpc_timeout
-        try:
-            for tunnel_type in self.settings.local.tunnel_types:
-                reply = self.rpc.tunnel_sync(tunnel_type, timeout)
-                try:
-                    self.state.tunnel_sync(tunnel_type, reply)
-                except Malformed as error:
-                    self.counters.outcomes["tunnel_sync malformed"] += 1
-                    LOG.warning("neutron: tunnel_sync's reply refused, malformed: %s", error)
-            if self.no_switch:
-                self._follow_bound_ports(self.rpc.ports_bound_here(timeout))
-        except RpcFailed as error:
-            self._failed("resync", error)
-            return
-        LOG.info("neutron: resync (%s): every VIF's details again, every port up with refresh_tunnels", reason)
-        self.counters.resyncs[reason] += 1
-        self._resync = None
-        self._settling = _Settling(self.state.begin_refresh(), set(), 0.0)  # networks known after the details
-        self._want_details.update(self._known)
-        self._reported_up.clear()
-        self._refresh_up = True
 
     def _follow_bound_ports(self, ports: object) -> None:
         if not isinstance(ports, list):
@@ -395,15 +470,17 @@ class NeutronSource:
             if self.state.remove_local_port(pid).changed:
                 self._want_down.add(pid)
 
-    def _fetch_details(self) -> None:
-        if not self._want_details or time.monotonic() < self._retry_at or not self._healthy:
+    # ----- device details -----------------------------------------------------------------------
+    def _ask_details(self) -> None:
+        wanted = sorted(self._want_details - self._asked)
+        if not wanted or time.monotonic() < self._retry_at or self._resyncing:
             return
-        wanted = sorted(self._want_details)
-        try:
-            reply = self.rpc.devices_details(wanted, self.settings.rpc_timeout)
-        except RpcFailed as error:
-            self._failed("get_devices_details_list_and_failed_devices", error)
-            return
+        self._want_details.difference_update(wanted)
+        self._asked.update(wanted)
+        self._ask("details", wanted)
+
+    def _details(self, asked: list[str], reply: Any) -> None:
+        self._asked.difference_update(asked)
         self.counters.received["devices details"] += 1
         if not isinstance(reply, dict) or not isinstance(reply.get("devices"), list):
             self.counters.outcomes["devices details malformed"] += 1
@@ -413,21 +490,20 @@ class NeutronSource:
         for raw in reply["devices"]:
             try:
                 pid = port_id(raw.get("device") if isinstance(raw, dict) else None)
-                if pid not in self._known:
-                    continue  # unplugged meanwhile
-                details = parse_details(raw, self._known[pid], self.settings.local.tunnel_types)
-                self._wire(details)
+                if pid not in self._known or pid in self._want_details:
+                    continue  # unplugged meanwhile, or to be asked again (updated meanwhile)
+                self._wire(parse_details(raw, self._known[pid], self.settings.local.tunnel_types))
             except Malformed as error:
                 self.counters.outcomes["devices details malformed"] += 1
                 LOG.warning("neutron: a device's details refused, malformed: %s", error)
             except Conflicting as error:
                 self.counters.outcomes["devices details conflicting"] += 1
                 LOG.warning("neutron: a device's details refused: %s", error)
-            else:
-                self._want_details.discard(pid)
         if failed:
             LOG.warning("neutron: no details for %s yet; asking again", ", ".join(map(str, failed))[:300])
+            self._want_details.update(p for p in failed if isinstance(p, str) and p in self._known)
             self._retry_at = time.monotonic() + RETRY_SECONDS
+            self._wake_at(self._retry_at)
 
     def _wire(self, details: Details) -> None:
         was_up = details.device in self._reported_up
@@ -446,10 +522,10 @@ class NeutronSource:
                      details.reason)
 
     def _settle(self) -> None:
-        """After a resync: once each network's entries came again (or the settle time is over), drop the
-        entries that did not."""
+        """After a resync: until each carried network's entries came again, or the settle time is over (a
+        network no other host has ports on gets none).  The first resync ends so before the agent starts."""
         settling = self._settling
-        if settling is None or self._want_details:
+        if settling is None or self._want_details or self._asked:
             return
         if not settling.deadline:  # the details are in: the networks whose entries must come again are known
             settling.networks = set(self.state.segments())
@@ -458,15 +534,16 @@ class NeutronSource:
         if settling.networks - refreshed and time.monotonic() < settling.deadline:
             self._wake_at(settling.deadline)
             return
-        gone = self.state.sweep(settling.mark)
-        self.counters.swept += gone
-        if gone:
-            LOG.info("neutron: resync: %d entries were not announced again: dropped", gone)
+        missing = sorted(settling.networks - refreshed)
+        if missing:
+            LOG.info("neutron: resync: no entries came again for %s in %.0f s (no other host has ports there, or "
+                     "they were lost): what was known is kept", ", ".join(missing), self.settings.settle_seconds)
         self._settling = None
 
     def _wake_at(self, when: float) -> None:
         threading.Timer(max(0.0, when - time.monotonic()) + 0.01, self._wake.set).start()
 
+    # ----- carrying a config out ---------------------------------------------------------------
     def _carry_out(self, why: str) -> bool:
         """Hand the config to the agent if it changed; True when the agent holds it (or none is attached)."""
         if self._apply is None:
@@ -497,25 +574,28 @@ class NeutronSource:
         return True
 
     def _report_devices(self) -> None:
+        """Ports now wired are reported up (and unwired ones down), once the agent holds their config."""
+        if self._reporting or time.monotonic() < self._retry_at:
+            return
         up = sorted(p for p in self._want_up if p in self.state.local_ports)
         down = sorted(self._want_down)
-        if not up and not down and not self._refresh_up:
+        if not up and not down and not (self._refresh_up and not self._want_details and not self._asked):
             return
-        if time.monotonic() < self._retry_at or not self._healthy:
-            return
-        refresh = self._refresh_up
-        try:
-            reply = self.rpc.device_list(up, down, refresh, self.settings.rpc_timeout)
-        except RpcFailed as error:
-            self._failed("update_device_list", error)
-            return
-        self._refresh_up = False
+        refresh, self._refresh_up = self._refresh_up, False
+        self._want_up.difference_update(up)
+        self._want_down.difference_update(down)
+        self._reporting = True
+        self._ask("report", (up, down, refresh))
+
+    def _reported(self, asked: tuple[list[str], list[str], bool], reply: Any) -> None:
+        self._reporting = False
+        up, down, refresh = asked
         failed = set(reply.get("failed_devices_up", []) if isinstance(reply, dict) else [])
         for pid in up:
-            if pid not in failed:
+            if pid in failed:
+                self._want_up.add(pid)
+            elif pid in self.state.local_ports:
                 self._reported_up.add(pid)
-                self._want_up.discard(pid)
-        self._want_down.difference_update(down)
         self.counters.devices_up += len(up) - len(failed)
         self.counters.devices_down += len(down)
         if up or down:
@@ -524,6 +604,10 @@ class NeutronSource:
         if failed:
             self._retry_at = time.monotonic() + RETRY_SECONDS
             self._wake_at(self._retry_at)
+
+
+RPC_NAMES = {"sync": "tunnel_sync", "details": "get_devices_details_list_and_failed_devices",
+             "report": "update_device_list"}
 
 
 def _device_name(pid: str) -> str:

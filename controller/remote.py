@@ -210,7 +210,7 @@ def _print_neutron(info: dict[str, Any]) -> None:
     print(f"  neutron: {'answering' if info['healthy'] else 'NOT ANSWERING'}; {info['local_ports']} local ports, "
           f"{info['networks']} networks, {info['endpoints']} endpoints; {info['changes']} changes "
           f"({info['flow_changes']} flow changes, {info['refused_changes']} refused); devices reported "
-          f"{info['devices_up']} up, {info['devices_down']} down; {info['swept']} entries swept")
+          f"{info['devices_up']} up, {info['devices_down']} down")
     for title, counts in (("received", info["received"]), ("outcomes", info["outcomes"]),
                           ("ignored", info["ignored"]), ("resyncs", info["resyncs"]),
                           ("failed calls", info["rpc_failures"])):

@@ -27,7 +27,7 @@ networks, IPv6, this host's own entries) are ignored and listed in the
 result, so the caller can count them.
 
 Pure: no RPC, no switch, no clock.  The refresh marks (`begin_refresh`,
-`sweep`) are generation numbers, not times.
+`refreshed`) are generation numbers, not times.
 """
 
 from __future__ import annotations
@@ -530,7 +530,7 @@ class NeutronState:
                                            f"(brtun keeps {current[1]})")
                         ip = current[1]
                     macs[mac] = (agent, ip)
-            self._check_addresses(net.network_id, fdb, macs)
+            self._check_addresses(net.network_id, macs)
             plan.append((net, fdb, floods, macs))
         changed = False
         self._stamp += 1
@@ -541,6 +541,7 @@ class NeutronState:
             for agent in floods:
                 changed |= agent not in fdb.flood
                 fdb.flood[agent] = self._stamp
+            self._take_addresses(fdb, macs, ignored, net.network_id)
             for mac, (agent, ip) in macs.items():
                 entry = fdb.macs.get(mac)
                 if entry is not None and (entry.agent_ip, entry.ip) == (agent, ip):
@@ -552,17 +553,29 @@ class NeutronState:
             self._changed()
         return Applied(changed, tuple(ignored))
 
-    def _check_addresses(self, net: str, fdb: _NetworkFdb | None, macs: Mapping[str, tuple[str, str | None]]) -> None:
-        """An IPv4 address belongs to one MAC per network: a message giving it to a second is refused."""
+    @staticmethod
+    def _check_addresses(net: str, macs: Mapping[str, tuple[str, str | None]]) -> None:
+        """One message gives an IPv4 address to one MAC: giving it to two is refused.  (A message giving a
+        MAC an address another MAC had before wins, as in Neutron's ARP responder: `_take_addresses`.)"""
         owner: dict[str, str] = {}
-        if fdb is not None:
-            owner = {entry.ip: mac for mac, entry in fdb.macs.items() if entry.ip is not None and mac not in macs}
         for mac, (_agent, ip) in macs.items():
             if ip is None:
                 continue
-            if ip in owner and owner[ip] != mac:
-                raise Conflicting(f"network {net}: {ip} is {owner[ip]}'s, the message gives it to {mac}")
+            if ip in owner:
+                raise Conflicting(f"network {net}: the message gives {ip} to both {owner[ip]} and {mac}")
             owner[ip] = mac
+
+    @staticmethod
+    def _take_addresses(fdb: _NetworkFdb, macs: Mapping[str, tuple[str, str | None]], ignored: list[str],
+                        net: str) -> None:
+        """The addresses a message gives are no longer other MACs' (an address reused after its port was
+        deleted while this host heard nothing, say)."""
+        given = {ip: mac for mac, (_agent, ip) in macs.items() if ip is not None}
+        for mac, entry in fdb.macs.items():
+            if entry.ip in given and given[entry.ip] != mac:
+                ignored.append(f"network {net}: {entry.ip} moves from {mac} to {given[entry.ip]} (the newest "
+                               "announcement wins)")
+                entry.ip = None
 
     def remove_fdb(self, entries: object) -> Applied:
         """remove_fdb_entries: an agent's flooding entry, or MACs, are gone (only where that agent has them)."""
@@ -618,12 +631,15 @@ class NeutronState:
                 else:
                     ignored.append(f"network {net}: {mac} {ip}: a further IP of the MAC (brtun keeps {new[mac]})")
             changed_macs = {mac: (agents[mac], ip) for mac, ip in new.items() if current.get(mac) != ip}
-            self._check_addresses(net, fdb, {**{m: (agents[m], new[m]) for m in new}, **changed_macs})
-            plan.append((fdb, changed_macs))
+            self._check_addresses(net, changed_macs)
+            plan.append((net, fdb, changed_macs))
         changed = False
-        for fdb, macs in plan:
+        for net, fdb, macs in plan:
+            if not macs:
+                continue
+            assert fdb is not None
+            self._take_addresses(fdb, macs, ignored, net)
             for mac, (_agent, ip) in macs.items():
-                assert fdb is not None
                 fdb.macs[mac].ip = ip
                 changed = True
         if changed:
@@ -632,7 +648,12 @@ class NeutronState:
 
     # ----- refresh: what a full resync re-announces ------------------------------------------
     def begin_refresh(self) -> int:
-        """Mark now: entries not announced again after this mark are stale at `sweep`."""
+        """Mark now (a resync asks l2population for every network again): see `refreshed`.
+
+        Nothing is dropped for not being announced again: l2population refreshes a host one port at a time
+        (each with its host's flooding entry), and a message lost while the bus came back would cut a
+        network off.  Neutron's agent keeps its entries too; a MAC or address announced again elsewhere
+        takes an old entry over (`add_fdb`)."""
         self._stamp += 1
         return self._stamp
 
@@ -641,23 +662,6 @@ class NeutronState:
         return {net for net, fdb in self.fdb.items()
                 if any(stamp >= mark for stamp in fdb.flood.values())
                 or any(entry.stamp >= mark for entry in fdb.macs.values())}
-
-    def sweep(self, mark: int) -> int:
-        """Drop the entries not announced again since `mark`; how many went."""
-        gone = 0
-        for net in list(self.fdb):
-            fdb = self.fdb[net]
-            for agent in [a for a, stamp in fdb.flood.items() if stamp < mark]:
-                del fdb.flood[agent]
-                gone += 1
-            for mac in [m for m, entry in fdb.macs.items() if entry.stamp < mark]:
-                del fdb.macs[mac]
-                gone += 1
-            if fdb.empty():
-                del self.fdb[net]
-        if gone:
-            self._changed()
-        return gone
 
     # ----- the config -----------------------------------------------------------------
     def raw(self) -> dict[str, Any]:

@@ -111,13 +111,14 @@ def forgotten_macs(old: Config, new: Config, host_name: str) -> frozenset[tuple[
     if host_name not in old.host_names:
         return frozenset()
     vlans = local_vlans(old.host(host_name), old)
-    where_new = {(port.network, port.mac): host.name for host in new.hosts for port in host.ports}
+    # where a port is: its host's tunnel endpoint (a host renamed in the config has not moved)
+    where_new = {(port.network, port.mac): host.local_ip for host in new.hosts for port in host.ports}
     forgotten = set()
     for host in old.hosts:
         if host.name == host_name:
             continue
         for port in host.ports:
-            if port.network in vlans and where_new.get((port.network, port.mac)) != host.name:
+            if port.network in vlans and where_new.get((port.network, port.mac)) != host.local_ip:
                 forgotten.add((vlans[port.network], fields.mac_value(port.mac)))
     return frozenset(forgotten)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,3 +271,103 @@ def seed_checks(bed: Bed, dhcp_seconds: float) -> list[Check]:
 def mesh_checks(bed: Bed) -> list[Check]:
     return [ping_across_hosts(bed), tcp_across_hosts(bed), overlapping_subnets(bed), broadcast_copies(bed),
             learned_flows(bed), gre_on_underlay(bed), inject_unknown_vlan(bed), intruder_gre(bed)]
+
+
+# ----- --neutron: ports made and deleted through Neutron's API on the running testbed -----------------
+
+NEW_VM = "vm-neutron"  # the namespace of the VM the API check plugs in
+NEW_MAC = "fa:16:3e:00:be:ef"
+
+
+def _br_tun_mentions(bed: Bed, mac: str) -> dict[str, dict[str, int]]:
+    """Per host: br-tun's flows that name the MAC, l2population's (priority 2) and learned ones."""
+    found = {}
+    for host in bed.config.host_names:
+        lines = [line for line in bed.ovs(host).ofctl("--no-stats", "dump-flows", "br-tun").splitlines()
+                 if mac in line]
+        found[host] = {"learned": sum("hard_timeout=" in line for line in lines),
+                       "l2pop": sum("hard_timeout=" not in line for line in lines)}
+    return found
+
+
+def neutron_port_lifecycle(bed: Bed, timeout: float = 30, meanwhile: Callable[[], object] | None = None) -> list[Check]:
+    """A port created through the API and plugged on one host is reachable from a VM on another host (timed
+    from the API call); deleted through the API, it leaves every br-tun, learned flows included (timed).
+    `meanwhile` runs once the VM is plugged (a fault test restarts a server there)."""
+    from ovshost.neutronapi import NeutronApi
+
+    api = NeutronApi(Path(bed.state.neutron["api_socket"]))
+    source, target = bed.pair_across_hosts()
+    subnet = bed.spec.subnets[source.network]
+    ip = str(subnet.cidr.network_address + 200)
+    started = time.monotonic()
+    port = api.create_port(bed.state.neutron["networks"][source.network], NEW_MAC, ip, None, "compute:nova", NEW_VM)
+    api.bind_port(port["id"], target.host)
+    tap = f"tap{port['id'][:11]}"
+    _plug_new_vm(bed, target.host, tap, port["id"], ip, subnet.cidr.prefixlen)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        active = api.wait_status(port["id"], "ACTIVE", timeout) + 0.0
+        active_at = time.monotonic() - started
+        reached_at = None
+        while time.monotonic() - started < timeout:
+            if probes.ping(source.name, ip, count=1, interval=0.2)[0] == 1:
+                reached_at = time.monotonic() - started
+                break
+        replies, _ = probes.ping(source.name, ip, count=5, interval=0.1)
+        made = Check(f"a port made through the API is reachable from {source.name}@{source.host}",
+                     reached_at is not None and replies == 5,
+                     f"{ip} on {target.host}: ACTIVE {active_at:.2f} s after the API call, first reply at "
+                     f"{reached_at:.2f} s, then {replies}/5" if reached_at is not None else
+                     f"{ip} on {target.host}: ACTIVE {active_at:.2f} s ({active:.2f} s waited), no reply in "
+                     f"{timeout:.0f} s")
+        before = _br_tun_mentions(bed, NEW_MAC)
+        deleted = time.monotonic()
+        api.delete_port(port["id"])
+        after = before
+        while time.monotonic() - deleted < timeout:
+            after = _br_tun_mentions(bed, NEW_MAC)
+            if not any(sum(counts.values()) for counts in after.values()):
+                break
+            time.sleep(0.05)
+        gone_in = time.monotonic() - deleted
+        held = ", ".join(f"{h} {c['l2pop']}+{c['learned']}" for h, c in sorted(before.items()))
+        left = sum(sum(counts.values()) for counts in after.values())
+        where = ", ".join(f"{h} {c['l2pop']}+{c['learned']}" for h, c in sorted(after.items()) if sum(c.values()))
+        had = {h for h, c in before.items() if c["l2pop"]}
+        removed = Check("a port deleted through the API leaves every br-tun", left == 0 and bool(had),
+                        f"before: {held} (l2pop+learned flows naming {NEW_MAC}); after: {left} flows"
+                        + (f" ({where})" if where else "") + f", {gone_in:.2f} s after the API call")
+    finally:
+        _unplug_new_vm(bed, target.host, tap)
+    return [made, removed]
+
+
+def _plug_new_vm(bed: Bed, host: str, tap: str, port_id: str, ip: str, prefix: int) -> None:
+    """A VM plugged straight into br-int as os-vif plugs one (no qbr): a namespace, a veth, the port's IDs."""
+    subprocess.run(["ip", "netns", "add", NEW_VM], check=True)
+    bed.state.add_namespace(NEW_VM)
+    subprocess.run(["ip", "link", "add", tap, "netns", host, "type", "veth", "peer", "name", "eth0", "netns", NEW_VM],
+                   check=True)
+    mtu = str(bed.spec.vm_mtu)
+    for quiet in (NEW_VM, host):  # as the seed's VMs and os-vif's plumbing: no IPv6 chatter to re-learn it by
+        device = "eth0" if quiet == NEW_VM else tap
+        probes.netns(quiet, "sysctl", "-qw", f"net.ipv6.conf.{device}.disable_ipv6=1", check=True)
+    for argv in (["ip", "link", "set", "eth0", "address", NEW_MAC, "mtu", mtu, "up"],
+                 ["ip", "addr", "add", f"{ip}/{prefix}", "dev", "eth0"], ["ip", "link", "set", "lo", "up"],
+                 ["ethtool", "-K", "eth0", "tx", "off"]):
+        probes.netns(NEW_VM, *argv, check=True)
+    probes.netns(host, "ip", "link", "set", tap, "mtu", mtu, "up", check=True)
+    probes.netns(host, "ethtool", "-K", tap, "tx", "off", check=True)
+    bed.ovs(host).vsctl("add-port", "br-int", tap, "--", "set", "Interface", tap,
+                        f"external_ids:iface-id={port_id}", f"external_ids:attached-mac={NEW_MAC}",
+                        "external_ids:iface-status=active")
+
+
+def _unplug_new_vm(bed: Bed, host: str, tap: str) -> None:
+    bed.ovs(host).run("ovs-vsctl", "--if-exists", "del-port", "br-int", tap, check=False)
+    subprocess.run(["ip", "netns", "del", NEW_VM], check=False)
+    if NEW_VM in bed.state.namespaces:
+        bed.state.namespaces.remove(NEW_VM)
+        bed.state.save()

@@ -21,7 +21,8 @@ from flows.yamlsource import Source
 
 ROLES = ("compute", "network")
 RULES = ("icmp", "ssh", "dhcp")
-_KEYS = ("name", "underlay", "vm_mtu", "roles", "subnets", "router", "external", "security_group")
+_KEYS = ("name", "underlay", "vm_mtu", "roles", "subnets", "router", "external", "security_group", "neutron")
+NEUTRON_HOST = 5  # the neutron-server's address, by default: the underlay's network address + this
 
 
 class InvalidTestbed(ValueError):
@@ -90,6 +91,7 @@ class TestbedSpec:
     services: tuple[ServicePort, ...]
     router: Router | None
     allowed_ingress: tuple[str, ...]
+    neutron_address: ipaddress.IPv4Address | None = None  # where `--neutron` runs neutron-server (the underlay)
 
     def vms_on(self, host: str) -> list[Vm]:
         return [vm for vm in self.vms if vm.host == host]
@@ -126,10 +128,27 @@ def testbed_spec(config: Config, default_name: str = "seed") -> TestbedSpec:
     for host in config.hosts:
         if ipaddress.IPv4Address(host.local_ip) not in underlay[0]:
             check.error(f"hosts.{host.name}.local_ip", f"{host.local_ip} is outside the underlay {underlay[0]}")
+    neutron = _neutron_address(check, config, underlay[0], top.get("neutron", {}))
     if check.errors:
         raise InvalidTestbed(check.errors)
     return TestbedSpec(name, underlay[0], underlay[1], vm_mtu, roles, subnets, tuple(vms), tuple(services),
-                       router, rules)
+                       router, rules, neutron)
+
+
+def _neutron_address(check: Checker, config: Config, underlay: ipaddress.IPv4Network,
+                     raw: Any) -> ipaddress.IPv4Address | None:
+    """`testbed.neutron.address`: the controller's address on the underlay (default: network + 5)."""
+    entry = check.mapping("testbed.neutron", raw, ("address",)) or {}
+    address = _address(check, "testbed.neutron.address", entry["address"]) if "address" in entry else \
+        underlay.network_address + NEUTRON_HOST
+    if address is None:
+        return None
+    if address not in underlay:
+        check.error("testbed.neutron.address", f"{address} is outside the underlay {underlay}")
+    taken = {h.local_ip: h.name for h in config.hosts}
+    if str(address) in taken:
+        check.error("testbed.neutron.address", f"{address} is {taken[str(address)]}'s local_ip")
+    return address
 
 
 def _underlay(check: Checker, raw: Any) -> tuple[ipaddress.IPv4Network, int]:

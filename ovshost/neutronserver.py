@@ -231,19 +231,20 @@ class NeutronServer:
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(rabbit / "home"), "LANG": "C.UTF-8",
                 "RABBITMQ_MNESIA_BASE": str(rabbit / "mnesia"), "RABBITMQ_LOG_BASE": str(rabbit / "log"),
                 "RABBITMQ_NODENAME": "rabbit@localhost", "RABBITMQ_NODE_IP_ADDRESS": self.address,
-                "RABBITMQ_NODE_PORT": str(AMQP_PORT), "ERL_EPMD_ADDRESS": self.address,
+                # Erlang's own traffic (the port mapper, the node's distribution port) stays on loopback:
+                # the node is rabbit@localhost; only AMQP listens on the given address.
+                "RABBITMQ_NODE_PORT": str(AMQP_PORT), "ERL_EPMD_ADDRESS": "127.0.0.1",
                 "RABBITMQ_ENABLED_PLUGINS_FILE": str(rabbit / "enabled_plugins"),
                 "RABBITMQ_CONFIG_FILE": str(rabbit / "rabbitmq.conf"),
                 "RABBITMQ_CONF_ENV_FILE": str(rabbit / "rabbitmq-env.conf"),
                 "RABBITMQ_PID_FILE": str(rabbit / "rabbitmq-server.pid"),
-                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface "
-                                                      f"{{{self.address.replace('.', ',')}}}"}
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
 
     def start_rabbitmq(self) -> None:
         """Its own Erlang port mapper first (else the Erlang VM starts one that outlives it), then the node."""
         env = self._rabbit_env()
         if pids.owned_pid(self.directory / "epmd.pid", "") is None:
-            self._spawn("epmd", ["epmd", "-address", self.address], env=env)
+            self._spawn("epmd", ["epmd", "-address", "127.0.0.1"], env=env)
             self._wait("epmd", lambda: subprocess.run(["ip", "netns", "exec", self.namespace, "epmd", "-names"],
                                                       env=env, capture_output=True).returncode == 0, 10)
         log = self.log("rabbitmq")

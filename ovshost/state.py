@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ovshost import pids
 from ovshost.agentproc import CONTROL_SOCKET
@@ -68,6 +69,8 @@ class TestbedState:
     daemons: list[Daemon] = field(default_factory=list)
     hosts: dict[str, HostState] = field(default_factory=dict)
     vms: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {host, network, ip, mac}
+    # with --neutron: where its API and bus are, and the IDs Neutron gave the testbed's networks and ports
+    neutron: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:

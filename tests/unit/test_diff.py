@@ -214,3 +214,6 @@ def test_learned_flows_of_a_port_that_left_its_host_go_with_the_change_and_only_
     moved["hosts"]["network"]["ports"].append(moved["hosts"]["compute2"]["ports"].pop(0))
     assert forgotten_macs(old, from_yaml(yaml.safe_dump(moved)), "compute1") == forget
     assert forgotten_macs(old, old, "compute1") == frozenset()
+    renamed = yaml.safe_load(yaml.safe_dump(before))  # a host renamed has not moved its ports
+    renamed["hosts"]["compute2b"] = renamed["hosts"].pop("compute2")
+    assert forgotten_macs(old, from_yaml(yaml.safe_dump(renamed)), "compute1") == frozenset()
