@@ -555,6 +555,7 @@ class NeutronSource:
             self._wake_at(self._retry_at)
             return False
         old = self._applied
+        started = time.perf_counter()
         try:
             summary = self._apply(config, why)
         except Exception as error:  # the switch refused, or the change was rejected: try again later
@@ -568,7 +569,8 @@ class NeutronSource:
         self.counters.changes += 1
         self.counters.flow_changes += int(summary.get("flow_changes", 0))
         added, removed = _remote_macs(old, config)
-        LOG.info("neutron: applied (%s): %d flow changes%s%s", why, summary.get("flow_changes", 0),
+        LOG.info("neutron: applied (%s) in %.1f ms: %d flow changes%s%s", why,
+                 (time.perf_counter() - started) * 1000, summary.get("flow_changes", 0),
                  f"; remote MACs + {' '.join(added[:8])}" if added else "",
                  f"; remote MACs - {' '.join(removed[:8])}" if removed else "")
         return True
