@@ -329,7 +329,7 @@ def own_work(remote_hosts: int, runs: int = 5) -> dict[str, float]:
         return f"10.{200 + i // 65536}.{(i // 256) % 256}.{i % 256}"
 
     entries = {ip(i + 2): [["00:00:00:00:00:00", "0.0.0.0"], [f"fa:16:3e:01:{i // 256:02x}:{i % 256:02x}",
-                                                                f"10.9.{i // 256}.{i % 256 + 1}"]]
+                                                                f"10.9.{i // 250}.{i % 250 + 1}"]]
                for i in range(remote_hosts)}
     state.add_fdb({net: {"segment_id": 7, "network_type": "vxlan", "ports": entries}})
     target = ComputeOnly(state.config(), "h0", Origin(""))
