@@ -9,6 +9,7 @@ was written, which is the part users cannot see for themselves.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -20,6 +21,7 @@ from flows.yamlsource import Source
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # Neutron's 36-character IDs fit
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ class Checker:
             self._wrong_text(path, value, f"an IPv4 address ({what})")
             return None
         try:
-            address = ipaddress.ip_address(value)
+            address = _ip_address(value)
         except ValueError:
             self.error(path, f"{value!r} is not an IP address")
             return None
@@ -240,7 +242,7 @@ class Checker:
             return None
         assert isinstance(address, ipaddress.IPv4Address)
         if (address.is_unspecified or address.is_multicast or address.is_loopback
-                or address.is_reserved or address == ipaddress.IPv4Address("255.255.255.255")):
+                or address.is_reserved or address == BROADCAST):
             self.error(path, f"{value} is not a unicast address")
             return None
         return address
@@ -262,6 +264,11 @@ class Checker:
                        "no spaces or '/')")
             return None
         return name
+
+
+@functools.lru_cache(maxsize=16384)  # a config of 1,000 hosts is validated on every change the Neutron source makes
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
 
 
 def _is_hex(text: str) -> bool:

@@ -34,12 +34,12 @@ IFNAME_MAX = 15
 TYPE_DIGIT = {"gre": 1, "vxlan": 2, "geneve": 3}
 
 
-@functools.lru_cache(maxsize=4096)  # pure, and asked for every port of every host on each change
+@functools.lru_cache(maxsize=16384)  # pure, and asked for every port of every host on each change
 def tunnel_port_name(tunnel_type: str, remote_ip: str) -> str:
     return f"{tunnel_type}-{int(ipaddress.IPv4Address(remote_ip)):08x}"
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def parse_tunnel_port_name(name: str) -> tuple[str, str] | None:
     """(type, remote IPv4) of a Neutron tunnel port name, or None."""
     tunnel_type, dash, hex_ip = name.rpartition("-")
@@ -51,6 +51,7 @@ def parse_tunnel_port_name(name: str) -> tuple[str, str] | None:
         return None
 
 
+@functools.lru_cache(maxsize=16384)  # as pure, asked as often
 def default_ofport(port_name: str) -> int:
     """The ofport brtun requests for a port it creates (see the module docstring)."""
     if port_name == PATCH_INT:

@@ -33,6 +33,7 @@ Pure: no RPC, no switch, no clock.  The refresh marks (`begin_refresh`,
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -129,6 +130,11 @@ class _FdbNetwork:
     network_id: str
     segment: Segment | None  # None in chg_ip messages, which do not say
     ports: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (agent IP, ((MAC, IP), ...))
+
+
+@functools.lru_cache(maxsize=16384)
+def _ip_int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
 
 
 # ----- checking what arrives -------------------------------------------------------
@@ -735,13 +741,13 @@ class NeutronState:
                 taken.update({(net, mac), (net, where.ip)})
         hosts: dict[str, Any] = {}
         used = {self.local.name}
-        for ip in sorted(agents, key=lambda a: ipaddress.IPv4Address(a)):
+        for ip in sorted(agents, key=_ip_int):
             agent = agents[ip]
             endpoint = self.endpoints.get(ip)
             types = agent["types"] | (endpoint.types if endpoint is not None else set())
             name = self._remote_name(ip, used)
             used.add(name)
-            entry: dict[str, Any] = {"datapath_id": hex(REMOTE_DATAPATH_ID | int(ipaddress.IPv4Address(ip))),
+            entry: dict[str, Any] = {"datapath_id": hex(REMOTE_DATAPATH_ID | _ip_int(ip)),
                                      "local_ip": ip, "tunnel_types": [t for t in TUNNEL_TYPES if t in types]}
             with_ports = {port["network"] for port in agent["ports"]}
             carries = [net for net in agent["carries"] if net not in with_ports]

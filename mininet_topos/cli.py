@@ -164,6 +164,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"log {host.agent_log}")
         for vm, info in state.vms.items():
             print(f"  {vm:<12} vm       {info['ip'] or '-':<16} on {info['host']}, network {info['network']}")
+        if state.neutron:
+            print(f"  neutron-server on {state.neutron['address']} ({state.neutron['namespace']} namespace): "
+                  f"API {state.neutron['api_socket']}, {len(state.neutron.get('ports', {}))} ports bound")
         alive = [d for d in state.daemons if pids.owned_pid(Path(d.pidfile), d.marker)]
         print(f"  daemons: {len(alive)}/{len(state.daemons)} running; namespaces: "
               f"{sum(states.namespace_exists(n) for n in state.namespaces)}/{len(state.namespaces)}")

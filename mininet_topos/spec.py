@@ -139,13 +139,15 @@ def _neutron_address(check: Checker, config: Config, underlay: ipaddress.IPv4Net
                      raw: Any) -> ipaddress.IPv4Address | None:
     """`testbed.neutron.address`: the controller's address on the underlay (default: network + 5)."""
     entry = check.mapping("testbed.neutron", raw, ("address",)) or {}
-    address = _address(check, "testbed.neutron.address", entry["address"]) if "address" in entry else \
-        underlay.network_address + NEUTRON_HOST
+    taken = {h.local_ip: h.name for h in config.hosts}
+    if "address" not in entry:  # network + 5, or the first address after it no host has
+        hosts = list(underlay.hosts())
+        return next((a for a in hosts[NEUTRON_HOST - 1:] + hosts[:NEUTRON_HOST - 1] if str(a) not in taken), None)
+    address = _address(check, "testbed.neutron.address", entry["address"])
     if address is None:
         return None
     if address not in underlay:
         check.error("testbed.neutron.address", f"{address} is outside the underlay {underlay}")
-    taken = {h.local_ip: h.name for h in config.hosts}
     if str(address) in taken:
         check.error("testbed.neutron.address", f"{address} is {taken[str(address)]}'s local_ip")
     return address
