@@ -168,6 +168,9 @@ def test_each_br_tun_holds_exactly_the_flows_of_the_yaml_its_neutron_state_amoun
         assert rendered.returncode == 0, rendered.stderr
         # the switch's port numbers are the rule's, as `brtun render` assumes
         assert sorted(rendered.stdout.splitlines()) == ours(cloud, name), name
+    # the config belongs to Neutron: `brtun apply` is refused by every agent, and nothing changes
+    refused = brtun("apply", str(SEED), "--testbed", cloud.state.name)
+    assert refused.returncode == 2 and "comes from Neutron" in refused.stdout + refused.stderr, refused.stdout
 
 
 def test_ports_made_and_deleted_through_the_api_reach_and_leave_every_br_tun(bed: checks.Bed) -> None:
