@@ -70,6 +70,20 @@ class Bed:
     def tunnel_port(self, remote: str, network: str) -> str:
         return tunnel_port_name(self.config.network(network).type, self.config.host(remote).local_ip)
 
+    def local_vlans(self, host: str) -> dict[str, int]:
+        """Each network's local VLAN on the host: the config's, or, driven by Neutron (whose agents choose
+        them as ports come), the tag its VIFs carry on br-int."""
+        if not self.state.neutron:
+            return local_vlans(self.config.host(host), self.config)
+        tags = {}
+        for vm in self.spec.vms:
+            if vm.host == host:
+                tags[vm.network] = int(self.ovs(host).vsctl("get", "Port", vm.device("qvo"), "tag"))
+        for port in self.spec.services:
+            if port.host == host:
+                tags[port.network] = int(self.ovs(host).vsctl("get", "Port", port.name, "tag"))
+        return tags
+
 
 def dhcp(bed: Bed, seconds: float) -> Check:
     dhcp_vms = [vm for vm in bed.spec.vms if bed.spec.subnets.get(vm.network) and bed.spec.subnets[vm.network].dhcp]
@@ -133,7 +147,7 @@ def learned_flows(bed: Bed) -> Check:
     flows = parse_dump(bed.ovs(first.host).ofctl("--no-stats", "dump-flows", "br-tun", "table=20"))
     learned = [f for f in flows if f.priority == 1 and f.hard_timeout]
     network = bed.config.network(first.network)
-    vlan = local_vlans(bed.config.host(first.host), bed.config)[first.network]
+    vlan = bed.local_vlans(first.host)[first.network]
     ofport = int(bed.ovs(first.host).vsctl("get", "Interface", bed.tunnel_port(second.host, first.network),
                                           "ofport"))
     wanted = [f for f in learned if f.match.value("dl_dst") == mac_value(second.mac)]
@@ -157,7 +171,7 @@ def gre_on_underlay(bed: Bed) -> Check:
 
 def inject_unknown_vlan(bed: Bed) -> Check:
     """Frames from patch-int with another host's VLAN, or one nobody uses, go nowhere."""
-    vlans_of = {h.name: set(local_vlans(h, bed.config).values()) for h in bed.config.hosts}
+    vlans_of = {h.name: set(bed.local_vlans(h.name).values()) for h in bed.config.hosts}
     every = set().union(*vlans_of.values())
     hosts_with_vms = [vm.host for vm in bed.spec.vms]
     host = max(hosts_with_vms, key=lambda h: (len(every - vlans_of[h]), -hosts_with_vms.index(h)))
