@@ -53,7 +53,7 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 # Why parts of messages were ignored, by the words that say it (flows.neutronstate's reasons).
 _IGNORED = (("unknown here", "unknown network"), ("IPv6", "IPv6"), ("further IP", "further IP of a MAC"),
             ("not known on", "unknown MAC"), ("not bound", "not bound here"), ("not a tunnel type", "not a tunnel"),
-            ("administratively down", "admin down"))
+            ("administratively down", "admin down"), ("moves from", "address taken over"))
 
 Apply = Callable[[Config, str], dict[str, Any]]  # (config, why) -> the change's summary; raises if refused
 
@@ -64,7 +64,7 @@ def _ignored_kind(reason: str) -> str:
 
 @dataclass
 class NeutronCounters:
-    """What arrived and what became of it, for `brtun state`, the metrics and the tests."""
+    """What arrived and what became of it, for `brtun state` (its control socket) and the tests."""
 
     received: collections.Counter[str] = field(default_factory=collections.Counter)  # method -> messages
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)  # "method outcome"
