@@ -204,9 +204,9 @@ def _neutron_source(options: RunOptions, no_switch: bool) -> tuple[Any, Any] | i
 
 
 def _redacted(url: str) -> str:
-    from controller.neutronsource import _redact
+    from controller.neutronsource import redact
 
-    return _redact(url)
+    return redact(url)
 
 
 def _run_neutron(options: RunOptions) -> int:

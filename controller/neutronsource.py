@@ -190,7 +190,7 @@ class NeutronSource:
 
     def info(self) -> dict[str, Any]:
         """For `brtun state`: the counters and what is known."""
-        return {"transport": _redact(self.settings.transport_url), "healthy": self._healthy,
+        return {"transport": redact(self.settings.transport_url), "healthy": self._healthy,
                 "local_ports": len(self.state.local_ports), "networks": len(self.state.segments()),
                 "endpoints": len(self.state.endpoints), **self.counters.as_dict()}
 
@@ -628,7 +628,7 @@ def _remote_macs(old: Config | None, new: Config) -> tuple[list[str], list[str]]
     return sorted(after - before), sorted(before - after)
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """A transport URL without its password."""
     head, at, tail = url.rpartition("@")
     if not at:
