@@ -45,6 +45,9 @@ from flows.wire import WireError
 
 LOG = logging.getLogger("brtun.agent")
 RETRY_SECONDS = 5.0  # after the switch refused a change
+# A port deleted on one host may still send for a moment, until its own agent parks it on the dead VLAN:
+# br-tun is read again this long after a change forgot MACs, and learned flows of them are deleted again.
+FORGET_AGAIN = (1.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class AgentSettings:
     config_text: str = ""
     takeover: bool = False  # take over another agent's flows (brtun run --takeover)
     takeover_cookies: frozenset[int] | None = None  # whose; None: every cookie found at the first read
+    neutron: str | None = None  # the config comes from Neutron at this transport (controller.neutronsource)
 
 
 @dataclass
@@ -78,6 +82,7 @@ class Pending:
     def __init__(self) -> None:
         self._marked: set[str] = set()
         self._retry_at: dict[str, float] = {}  # bridge -> when to try a refused change again
+        self._forget: list[tuple[float, frozenset[tuple[int, int]]]] = []  # (when, learned flows to delete again)
 
     def mark(self, bridge: str) -> None:
         self._marked.add(bridge)
@@ -95,6 +100,15 @@ class Pending:
             if when <= now:
                 del self._retry_at[bridge]
                 self._marked.add(bridge)
+
+    def forget_again(self, forget: frozenset[tuple[int, int]], now: float) -> None:
+        """Learned flows of these (VLAN, MAC) are deleted again at FORGET_AGAIN after now."""
+        self._forget.extend((now + delay, forget) for delay in FORGET_AGAIN)
+
+    def forgets_due(self, now: float) -> frozenset[tuple[int, int]]:
+        due = [entry for entry in self._forget if entry[0] <= now]
+        self._forget = [entry for entry in self._forget if entry[0] > now]
+        return frozenset().union(*(forget for _, forget in due))
 
     def take(self) -> Iterator[str]:
         """Each marked bridge in turn, unmarked as it is taken (its reconcile may mark it again)."""
@@ -115,8 +129,8 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.counters = Counters()
         host = settings.config.host(settings.host)
-        self._config = RunningConfig(settings.config, Origin(settings.config_text, settings.config_path),
-                                      host.name)
+        self._config = RunningConfig(settings.config, Origin(settings.config_text, settings.config_path,
+                                                             neutron=settings.neutron), host.name)
         self._sessions = Sessions({host.datapath_id: dbplan.BR_TUN, host.br_int_datapath_id: dbplan.BR_INT})
         self._database = DatabaseSync(DatabaseSettings(settings.ovsdb, host.name, settings.controller,
                                                        settings.datapath_type))
@@ -126,6 +140,9 @@ class Agent:
         self._worker = Worker(self._round, settings.poll_interval)
         self._takeover = Takeover(settings.takeover_cookies, settings.takeover)
         self._throttle = Throttle(LOG)  # what a hostile peer can make us log, at most a line per kind every 10 s
+        self._vif_watch: Callable[[dict[str, str]], None] | None = None
+        self._source_info: Callable[[], dict[str, Any]] | None = None
+        self._vifs_told: dict[str, str] | None = None
 
     # ----- lifecycle ----------------------------------------------------
     def start(self) -> None:
@@ -133,13 +150,42 @@ class Agent:
         LOG.info("brtun agent for host %s: br-tun datapath %#x, br-int %#x, controller %s, "
                  "database %s, %s datapath", host.name, host.datapath_id, host.br_int_datapath_id,
                  self.settings.controller, self.settings.ovsdb, self.settings.datapath_type)
-        self._database.open()
+        self.open()
         current = dbplan.tagged_vlans(self.config, self.host_name, self._database.observe())
         if self._config.keep_local_vlans(current):
             LOG.info("keeping the local VLANs br-int's ports carry: %s",
                      ", ".join(f"{n}={v}" for n, v in sorted(current.items())))
         self.sync_database()
+        self._tell_vifs()
         self._worker.start()
+
+    def open(self) -> None:
+        """Connect to the switch database (once): `vifs` can be read before the agent starts."""
+        if not self._database.opened:
+            self._database.open()
+
+    def watch_vifs(self, callback: Callable[[dict[str, str]], None]) -> None:
+        """Call `callback(vifs)` (on the worker) whenever the VIFs on br-int change: the Neutron source
+        asks Neutron about each port Nova plugs, as Neutron's agent does."""
+        self._vif_watch = callback
+        self._vifs_told = None
+        self._tell_vifs()
+
+    def describe_source(self, info: Callable[[], dict[str, Any]]) -> None:
+        """`state` also shows what the config's source says of itself (the Neutron source's counters)."""
+        self._source_info = info
+
+    def vifs(self) -> dict[str, str]:
+        """The VIFs on br-int: Neutron port ID (external_ids:iface-id, as Nova sets it) -> port name."""
+        return dbplan.vifs(self._database.observe())
+
+    def _tell_vifs(self) -> None:
+        if self._vif_watch is None:
+            return
+        vifs = self.vifs()
+        if vifs != self._vifs_told:
+            self._vifs_told = vifs
+            self._vif_watch(vifs)
 
     def stop(self) -> None:
         """Leave every flow and port in place: the switch keeps forwarding without us."""
@@ -204,10 +250,14 @@ class Agent:
     def _round(self) -> None:
         if self._database.changed:
             self.sync_database()
+            self._tell_vifs()
         now = time.monotonic()
         self._pending.release(now)
         if self._canary.due(now):
             self.audit()
+        forget = self._pending.forgets_due(now)
+        if forget:
+            self.reconcile(dbplan.BR_TUN, forget=forget, again=True)
         for bridge in self._pending.take():
             self.reconcile(bridge)
 
@@ -298,11 +348,16 @@ class Agent:
             self._mark(dbplan.BR_TUN)
             self.desired(dbplan.BR_TUN)  # built and encoded now, before the switch asks
 
-    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None) -> Reconciled | None:
+    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None,
+                  forget: frozenset[tuple[int, int]] = frozenset(), again: bool = False) -> Reconciled | None:
         """Read back, diff, send only the difference in one bundle, confirm with a barrier.
 
-        Returns None when the bridge is not connected or the switch did not answer."""
+        `forget`: learned flows of these (VLAN, MAC) go too (flows.diff.diff), now and at FORGET_AGAIN
+        (`again`: this is such a later time).  Returns None when the bridge is not connected or the switch
+        did not answer."""
         session = self._sessions.get(bridge)
+        if forget and not again:
+            self._pending.forget_again(forget, time.monotonic())
         if session is None:
             return None
         started = time.monotonic()
@@ -310,7 +365,7 @@ class Agent:
             desired = self.desired(bridge)
         try:
             installed = session.read_flows()
-            result = self._diff(bridge, desired, installed)
+            result = self._diff(bridge, desired, installed, forget)
         except SwitchTimeout as error:
             LOG.warning("%s; will retry", error)
             self._mark(bridge)
@@ -361,12 +416,13 @@ class Agent:
         self._pending.retry(bridge, RETRY_SECONDS)
         return Reconciled(result, tuple(sent.errors))
 
-    def _diff(self, bridge: str, desired: tuple[Flow, ...], installed: Sequence[Flow]) -> Diff:
+    def _diff(self, bridge: str, desired: tuple[Flow, ...], installed: Sequence[Flow],
+              forget: frozenset[tuple[int, int]] = frozenset()) -> Diff:
         """flows.diff, with the cookies this agent takes over (none unless --takeover)."""
-        result = diff(desired, installed, self.config.cookie)
+        result = diff(desired, installed, self.config.cookie, forget=forget)
         takeover = self._takeover.cookies(bridge, result.foreign)
         if takeover and any(flow.cookie in takeover for flow in result.foreign):
-            result = diff(desired, installed, self.config.cookie, takeover)
+            result = diff(desired, installed, self.config.cookie, takeover, forget)
         return result
 
     def _unreadable(self, bridge: str, session: SwitchSession, error: WireError) -> None:
@@ -415,8 +471,13 @@ class Agent:
                                foreign=len(result.foreign), in_sync=result.in_sync)
             bridges[name] = figures
         origin = self.origin
-        return {"host": self.host_name, "config": {"path": origin.path, "edits": list(origin.edits)},
-                "local_vlans": self._config.local_vlans(), "bridges": bridges, "counters": vars(self.counters).copy()}
+        result = {"host": self.host_name, "config": {"path": origin.path, "edits": list(origin.edits),
+                                                     "neutron": origin.neutron},
+                  "local_vlans": self._config.local_vlans(), "bridges": bridges,
+                  "counters": vars(self.counters).copy()}
+        if self._source_info is not None:
+            result["neutron"] = self._source_info()
+        return result
 
 
 _PORT_REASONS = {0: "added", 1: "deleted", 2: "modified"}

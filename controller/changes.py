@@ -94,7 +94,8 @@ class ChangeTarget(Protocol):
     def desired(self, bridge: str, config: Config) -> tuple[Flow, ...]: ...
     def database_plan(self, config: Config) -> dbplan.Plan: ...
     def sync_database(self, config: Config, only: tuple[type, ...] | None = None) -> None: ...
-    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None) -> Reconciled | None: ...
+    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None,
+                  forget: frozenset[tuple[int, int]] = frozenset()) -> Reconciled | None: ...
     def use(self, config: Config) -> None: ...
     def adopt(self, config: Config, origin: Origin) -> None: ...
     def count_change(self, outcome: str) -> None: ...
@@ -122,6 +123,11 @@ class Change:
 
         `parsed` is `text` already parsed and validated (by the agent's bounded parser child)."""
         new = parsed if parsed is not None else _parse(text)
+        return cls.to(agent, new, agent.origin.after(text, path, edit))
+
+    @classmethod
+    def to(cls, agent: ChangeTarget, new: Config, new_origin: Origin) -> Change:
+        """The change to a config given as a value (the Neutron source's), checked as any other."""
         old, origin, host = agent.config, agent.origin, agent.host_name
         problems = running_checks(host, old, new)
         if problems:
@@ -131,7 +137,7 @@ class Change:
         if steps.held and not agent.connected(dbplan.BR_TUN):
             raise Rejected([f"local VLAN {', '.join(map(str, sorted(steps.held)))} would change network while "
                             "br-tun is not connected: that needs br-tun and br-int to change in step"])
-        return cls(old, origin, effective, origin.after(text, path, edit), steps)
+        return cls(old, origin, effective, new_origin, steps)
 
     def preview(self, agent: ChangeTarget) -> dict[str, Any]:
         """The dry run: everything `apply` would check, and what it would change."""
@@ -210,8 +216,8 @@ def _carry_out(agent: ChangeTarget, old: Config, new: Config, progress: _Progres
     summary: dict[str, Any] = {"steps": steps.describe() if in_steps else "one bundle", "flow_changes": 0,
                                "refused": []}
 
-    def br_tun_holds(desired: tuple[Flow, ...]) -> bool:
-        result = agent.reconcile(dbplan.BR_TUN, desired)
+    def br_tun_holds(desired: tuple[Flow, ...], forget: frozenset[tuple[int, int]] = frozenset()) -> bool:
+        result = agent.reconcile(dbplan.BR_TUN, desired, forget)
         if result is not None:
             summary["flow_changes"] += result.changes
             summary["refused"].extend(result.refused)
@@ -224,7 +230,8 @@ def _carry_out(agent: ChangeTarget, old: Config, new: Config, progress: _Progres
         agent.sync_database(steps.database_config, only=(dbplan.SetTag,))  # 2: retag, parked on 4095
     # Without steps no VM port changes VLAN: br-tun's whole difference is one ordered, atomic bundle.
     progress.done = 2
-    if not br_tun_holds(new_flows):  # 3: exactly the new pipeline
+    # 3: exactly the new pipeline; learned flows of ports that left their host go with it
+    if not br_tun_holds(new_flows, transition.forgotten_macs(old, new, agent.host_name)):
         return summary
     progress.done = 3  # br-int's flows depend on the cookie alone, which cannot change here
     agent.sync_database(new)  # 4: parked ports take their VLAN; ports no longer implied go

@@ -75,6 +75,13 @@ def _listen(text: str) -> Listen:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if (args.config is None) == (not args.neutron):
+        print("brtun run: give a CONFIG file or --neutron CONF (Neutron's agent config), one of the two",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.no_switch and not args.neutron:
+        print("brtun run: --no-switch goes with --neutron", file=sys.stderr)
+        return EXIT_BAD_INPUT
     tls_files = (args.ssl_key, args.ssl_cert, args.ssl_ca_cert)
     if any(tls_files) and not all(tls_files):
         print("brtun run: TLS needs all three of --ssl-key, --ssl-cert and --ssl-ca-cert", file=sys.stderr)
@@ -98,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           log_file=args.log_file, verbose=args.verbose, control_socket=control,
                           metrics_port=args.metrics_port or None,
                           tls=Tls(*tls_files) if all(tls_files) else None,
-                          takeover=args.takeover is not None, takeover_cookies=takeover))
+                          takeover=args.takeover is not None, takeover_cookies=takeover,
+                          neutron=tuple(args.neutron or ()), no_switch=args.no_switch))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -133,8 +141,17 @@ def parser() -> argparse.ArgumentParser:
                     "difference in one bundle). It repairs a wiped table or a restarted switch "
                     "(each table's flow count is its canary). SIGHUP re-reads CONFIG and applies "
                     "the change as `brtun apply` does; SIGTERM stops it and leaves every flow in place.")
-    run.add_argument("config", metavar="CONFIG", help="the brtun YAML config")
-    run.add_argument("--host", required=True, metavar="NAME", help="which host of the config this is")
+    run.add_argument("config", metavar="CONFIG", nargs="?", help="the brtun YAML config (or --neutron)")
+    run.add_argument("--host", required=True, metavar="NAME",
+                     help="which host of the config this is (with --neutron: the host name Neutron binds ports to)")
+    run.add_argument("--neutron", action="append", metavar="CONF",
+                     help="take the config from neutron-server over its agent RPC (RabbitMQ), as "
+                          "neutron-openvswitch-agent does; CONF: Neutron's agent config files (neutron.conf, "
+                          "openvswitch_agent.ini; give --neutron once per file), read with Neutron's option names; "
+                          "see docs/NEUTRON.md")
+    run.add_argument("--no-switch", action="store_true",
+                     help="with --neutron: no switch; compute each host's br-tun and report only (the scale "
+                          "benchmark's agents)")
     run.add_argument("--ovsdb", metavar="unix:PATH",
                      help="the switch database (default: the one ovs-vsctl uses, $OVS_RUNDIR/db.sock)")
     run.add_argument("--listen", type=_listen, metavar="unix:PATH|HOST:PORT",

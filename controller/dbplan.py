@@ -211,6 +211,17 @@ def tagged_vlans(config: Config, host_name: str, observed: Observed) -> dict[str
     return {network: tags.pop() for network, tags in seen.items() if len(tags) == 1}
 
 
+def vifs(observed: Observed) -> dict[str, str]:
+    """The VIFs Nova plugged into br-int: Neutron port ID (external_ids:iface-id) -> port name; a port
+    the switch has not numbered yet (no ofport) is not there yet, as Neutron's agent sees it."""
+    found: dict[str, str] = {}
+    for port in sorted(observed.ports.values(), key=lambda p: p.name):
+        iface = port.external_ids.get("iface-id")
+        if port.bridge == BR_INT and iface and port.ofport is not None and port.ofport > 0:
+            found.setdefault(iface, port.name)
+    return found
+
+
 def vif_tag(config: Config, host: Host, port: ObservedPort) -> tuple[int, Port | None] | None:
     """The VLAN a br-int port should carry, or None for a port that is not a VIF."""
     vlans = local_vlans(host, config)

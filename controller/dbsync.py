@@ -51,6 +51,10 @@ class DatabaseSync:
     def open(self) -> None:
         self._db = SwitchDatabase(self._settings.ovsdb)
 
+    @property
+    def opened(self) -> bool:
+        return self._db is not None
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()

@@ -90,6 +90,9 @@ class Operations:
             return {"ok": True, **agent.call(agent.state), "config_sha256": _sha256(agent.origin.text)}
         if op == "desired":
             return self._desired(request.get("bridge", "br-tun"))
+        if op in ("validate", "apply", "reload", "edit") and agent.origin.neutron:
+            return _error(f"{op}: this agent's config comes from Neutron ({agent.origin.neutron}); change it "
+                          "through Neutron's API (brtun run --neutron)")
         try:
             work = self._work(request)
             started, cpu = time.perf_counter(), time.process_time()

@@ -185,7 +185,10 @@ def cmd_state(args: argparse.Namespace) -> int:
         return EXIT_OK
     for host, reply in replies.items():
         edits = reply["config"]["edits"]
-        print(f"{host}: config {reply['config']['path']}" + (f" + {len(edits)} run-time edits" if edits else ""))
+        if reply["config"].get("neutron"):
+            print(f"{host}: config from Neutron ({reply['config']['neutron']})")
+        else:
+            print(f"{host}: config {reply['config']['path']}" + (f" + {len(edits)} run-time edits" if edits else ""))
         vlans = ", ".join(f"{n}={v}" for n, v in sorted(reply["local_vlans"].items()))
         print(f"  local VLANs: {vlans or 'none'}")
         for bridge, figures in sorted(reply["bridges"].items()):
@@ -200,7 +203,22 @@ def cmd_state(args: argparse.Namespace) -> int:
                   f"{'in sync' if figures['in_sync'] else 'DIFFERENT'}")
         counters = reply["counters"]
         print("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counters.items()))
+        if "neutron" in reply:
+            _print_neutron(reply["neutron"])
     return EXIT_OK
+
+
+def _print_neutron(info: dict[str, Any]) -> None:
+    """The Neutron source's side of `brtun state`: what arrived and what became of it."""
+    print(f"  neutron: {'answering' if info['healthy'] else 'NOT ANSWERING'}; {info['local_ports']} local ports, "
+          f"{info['networks']} networks, {info['endpoints']} endpoints; {info['changes']} changes "
+          f"({info['flow_changes']} flow changes, {info['refused_changes']} refused); devices reported "
+          f"{info['devices_up']} up, {info['devices_down']} down")
+    for title, counts in (("received", info["received"]), ("outcomes", info["outcomes"]),
+                          ("ignored", info["ignored"]), ("resyncs", info["resyncs"]),
+                          ("failed calls", info["rpc_failures"])):
+        if counts:
+            print(f"    {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
 def cmd_edit(args: argparse.Namespace) -> int:

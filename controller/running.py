@@ -20,6 +20,7 @@ class Origin:
     text: str
     path: str | None = None
     edits: tuple[str, ...] = ()
+    neutron: str | None = None  # the config comes from Neutron's agent RPC at this transport (brtun run --neutron)
 
     def after(self, text: str, path: str | None, edit: str | None) -> Origin:
         """The origin once `text` is applied: as an edit (the file stays the one it was read from),
@@ -30,8 +31,8 @@ class Origin:
 
     @property
     def source(self) -> str:
-        """The latest edit, else the file, else "text": what a log line names the change by."""
-        return (self.edits[-1] if self.edits else "") or self.path or "text"
+        """The latest edit, else the file, else Neutron, else "text": what a log line names the change by."""
+        return (self.edits[-1] if self.edits else "") or self.path or ("Neutron" if self.neutron else "text")
 
 
 class RunningConfig:

@@ -9,6 +9,7 @@ was written, which is the part users cannot see for themselves.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -20,8 +21,9 @@ from flows.yamlsource import HugeNumber, Source
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # Neutron's 36-character IDs fit
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class Checker:
             self._wrong_text(path, key, "a name", origin_path=f"{parent}.{key}#key")
             return None
         if not NAME_PATTERN.fullmatch(key):
-            self.error(path, "a name is 1-32 letters, digits, '_', '.' or '-', starting with a "
+            self.error(path, "a name is 1-64 letters, digits, '_', '.' or '-', starting with a "
                        "letter or digit")
             return None
         return key
@@ -241,7 +243,7 @@ class Checker:
             self._wrong_text(path, value, f"an IP address ({what})")
             return None
         try:
-            address = ipaddress.ip_address(value)
+            address = _ip_address(value)
         except ValueError:
             self.error(path, f"{value!r} is not an IP address")
             return None
@@ -250,7 +252,7 @@ class Checker:
                        "tenant subnets are IPv4)")
             return None
         if (address.is_unspecified or address.is_multicast or address.is_loopback or address.is_reserved
-                or address == ipaddress.IPv4Address("255.255.255.255")
+                or address == BROADCAST
                 or (address.version == 6 and address.is_link_local)):
             local = " (link-local)" if address.version == 6 and address.is_link_local else ""
             self.error(path, f"{value} is not a unicast address{local}")
@@ -276,6 +278,11 @@ class Checker:
                        "no spaces or '/')")
             return None
         return name
+
+
+@functools.lru_cache(maxsize=16384)  # a config of 1,000 hosts is validated on every change the Neutron source makes
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
 
 
 def _is_hex(text: str) -> bool:

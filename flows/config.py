@@ -71,6 +71,7 @@ class Host:
     ofports: tuple[tuple[str, int], ...] = ()  # as configured; the rest follow the rule
     ports: tuple[Port, ...] = ()
     int_datapath_id: int = 0  # br-int's; 0 means datapath_id | INT_DATAPATH_ID_BIT
+    carries: tuple[str, ...] = ()  # networks carried without a port listed (l2population's flooding entry)
 
     @property
     def br_int_datapath_id(self) -> int:
@@ -78,8 +79,10 @@ class Host:
 
     @cached_property
     def carried_networks(self) -> frozenset[str]:
-        """Neutron: a host carries a network when it has a port on it (cached: asked per network)."""
-        return frozenset(port.network for port in self.ports)
+        """Neutron: a host carries a network when it has a port on it, or when l2population announces
+        it with the flooding entry alone (its ports there have no fixed IP): `carries` (cached: asked
+        per network)."""
+        return frozenset(port.network for port in self.ports) | frozenset(self.carries)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ _OPTION_KEYS = ("l2_population", "arp_responder", "learn_hard_timeout", "dont_fr
                 "dscp_inherit", "vxlan_udp_port", "underlay_mtu", "geneve_max_header_size")
 _NETWORK_KEYS = ("type", "segmentation_id")
 _HOST_KEYS = ("datapath_id", "int_datapath_id", "local_ip", "tunnel_types", "local_vlans", "ofports",
-              "ports")
+              "ports", "carries")
 INT_DATAPATH_ID_BIT = 1 << 60  # default br-int datapath ID: br-tun's with this bit set
 _PORT_KEYS = ("network", "mac", "ip", "name")
 
@@ -286,6 +289,7 @@ def _host(check: Checker, name: str, raw: object, networks: Mapping[str, Network
                   for i, item in enumerate(listed)]
         tunnel_types = tuple(t for t in TUNNEL_TYPES if t in chosen)
     ports = _ports(check, path, entry.get("ports", []), networks, tunnel_types, "tunnel_types" in entry)
+    carries = _carries(check, path, entry.get("carries", []), networks, tunnel_types)
     local_vlans = _local_vlans(check, path, entry.get("local_vlans", {}), networks)
     ofports = _explicit_ofports(check, path, entry.get("ofports", {}))
     int_dpid = 0
@@ -294,7 +298,7 @@ def _host(check: Checker, name: str, raw: object, networks: Mapping[str, Network
                                  hex_text=True, what="datapath ID") or 0
     if dpid is None or local_ip is None:
         return None, dpid, local_ip
-    host = Host(name, dpid, local_ip, tunnel_types, local_vlans, ofports, ports, int_dpid)
+    host = Host(name, dpid, local_ip, tunnel_types, local_vlans, ofports, ports, int_dpid, carries)
     return host, dpid, local_ip
 
 
@@ -327,6 +331,22 @@ def _ports(check: Checker, host_path: str, raw: object, networks: Mapping[str, N
         if network is not None and mac is not None:
             ports.append(Port(network, mac, ip, port_name))
     return tuple(ports)
+
+
+def _carries(check: Checker, host_path: str, raw: object, networks: Mapping[str, Network],
+             tunnel_types: tuple[str, ...]) -> tuple[str, ...]:
+    path = f"{host_path}.carries"
+    carried = []
+    for index, item in enumerate(check.string_list(path, raw)):
+        network = check.known(f"{path}[{index}]", item, networks, "network")
+        if network is None:
+            continue
+        if networks[network].type not in tunnel_types:
+            check.error(f"{path}[{index}]", f"{network} is a {networks[network].type} network, not one of this "
+                        f"host's tunnel types [{', '.join(tunnel_types)}]")
+        elif network not in carried:
+            carried.append(network)
+    return tuple(carried)
 
 
 def _local_vlans(check: Checker, host_path: str, raw: object,

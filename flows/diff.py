@@ -126,6 +126,14 @@ def stale_reason(flow: Flow, wiring: _Wiring) -> str | None:
     return None
 
 
+def forgotten(flow: Flow, forget: frozenset[tuple[int, int]]) -> str | None:
+    """Why a learned flow goes although its VLAN and port still stand: its MAC's port left (or None)."""
+    tci, mac = flow.match.get("vlan_tci"), flow.match.value("dl_dst")
+    if tci is not None and mac is not None and (tci.value & fields.VLAN_VID_MASK, mac) in forget:
+        return f"its port ({fields.mac_text(mac)}) left the host it was learned on"
+    return None
+
+
 def _by_encoding(desired: tuple[Flow, ...]) -> dict[StatsKey, Flow]:
     """Desired flows by the key their flow-stats entry will have (those flows.wire can encode)."""
     index = {}
@@ -138,14 +146,17 @@ def _by_encoding(desired: tuple[Flow, ...]) -> dict[StatsKey, Flow]:
 
 
 def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int,
-         takeover: frozenset[int] = frozenset()) -> Diff:
+         takeover: frozenset[int] = frozenset(), forget: frozenset[tuple[int, int]] = frozenset()) -> Diff:
     """The changes that make `installed` hold `desired`.
 
     `takeover`: other cookies whose flows become ours (a node Neutron's agent
     programmed, `brtun run --takeover`): such a flow where a desired flow
     belongs is replaced in place (an add of the same table, priority and
     match: the switch swaps it atomically, no packet sees a gap), a learned
-    one is kept unless stale, and the rest is deleted."""
+    one is kept unless stale, and the rest is deleted.
+
+    `forget`: (local VLAN, MAC) pairs whose learned flows go too, stale or not (their port left
+    the host the flow points at: flows.transition.forgotten_macs)."""
     desired = tuple(desired)
     left = desired  # desired flows not yet known to be installed unchanged
     if isinstance(installed, InstalledFlows):
@@ -171,7 +182,7 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int,
         whose = f"taken over from cookie {flow.cookie:#x}: " if theirs else ""
         if target is None and is_learned(flow, flow.cookie):
             wiring = wiring or _wiring(desired)
-            reason = stale_reason(flow, wiring)
+            reason = stale_reason(flow, wiring) or (forgotten(flow, forget) if forget else None)
             if reason is None:
                 learned.append(flow)
             else:

@@ -59,6 +59,8 @@ def remove_network(raw: Raw, host: str, args: dict[str, Any]) -> None:
     types_left = {str(n.get("type")) for n in raw["networks"].values() if isinstance(n, dict)}
     for entry in (raw.get("hosts") or {}).values():
         entry["ports"] = [p for p in entry.get("ports") or [] if p.get("network") != name]
+        if entry.get("carries"):
+            entry["carries"] = [n for n in entry["carries"] if n != name]
         (entry.get("local_vlans") or {}).pop(name, None)
         ofports = entry.get("ofports") or {}
         for port in list(ofports):  # a pinned number for a tunnel type no network uses any more

@@ -43,7 +43,7 @@ IFNAME_MAX = 15
 TYPE_DIGIT = {"gre": 1, "vxlan": 2, "geneve": 3}
 
 
-@functools.lru_cache(maxsize=8192)  # pure, and asked for every port of every host on each change
+@functools.lru_cache(maxsize=16384)  # pure, and asked for every port of every host on each change
 def tunnel_port_name(tunnel_type: str, remote_ip: str) -> str:
     """Neutron's name for the tunnel port toward `remote_ip` (agent get_tunnel_name)."""
     address = ipaddress.ip_address(remote_ip)

@@ -97,10 +97,30 @@ def parked_config(config: Config, host_name: str, held: frozenset[int]) -> Confi
     vlans = local_vlans(host, config)
     parked_networks = {name for name, vlan in vlans.items() if vlan in held}
     kept_ports = tuple(p for p in host.ports if p.network not in parked_networks)
+    kept_carries = tuple(n for n in host.carries if n not in parked_networks)
     # Keep the VLAN numbering of the remaining networks exactly as in the final config.
     pinned = tuple(sorted((n, v) for n, v in vlans.items() if n not in parked_networks))
-    parked = dataclasses.replace(host, ports=kept_ports, local_vlans=pinned)
+    parked = dataclasses.replace(host, ports=kept_ports, local_vlans=pinned, carries=kept_carries)
     return dataclasses.replace(config, hosts=tuple(parked if h.name == host_name else h for h in config.hosts))
+
+
+def forgotten_macs(old: Config, new: Config, host_name: str) -> frozenset[tuple[int, int]]:
+    """(local VLAN, MAC) of every port that left another host between two configs (deleted, or moved
+    to another host): a flow table 20 learned for it sends its network's unicast to where the MAC no
+    longer is, so it goes with the change (docs/PIPELINE.md, "Stale learned flows")."""
+    if host_name not in old.host_names:
+        return frozenset()
+    vlans = local_vlans(old.host(host_name), old)
+    # where a port is: its host's tunnel endpoint (a host renamed in the config has not moved)
+    where_new = {(port.network, port.mac): host.local_ip for host in new.hosts for port in host.ports}
+    forgotten = set()
+    for host in old.hosts:
+        if host.name == host_name:
+            continue
+        for port in host.ports:
+            if port.network in vlans and where_new.get((port.network, port.mac)) != host.local_ip:
+                forgotten.add((vlans[port.network], fields.mac_value(port.mac)))
+    return frozenset(forgotten)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +87,20 @@ class Bed:
     def tunnel_port(self, remote: str, network: str) -> str:
         return tunnel_port_name(self.config.network(network).type, self.config.host(remote).local_ip)
 
+    def local_vlans(self, host: str) -> dict[str, int]:
+        """Each network's local VLAN on the host: the config's, or, driven by Neutron (whose agents choose
+        them as ports come), the tag its VIFs carry on br-int."""
+        if not self.state.neutron:
+            return local_vlans(self.config.host(host), self.config)
+        tags = {}
+        for vm in self.spec.vms:
+            if vm.host == host:
+                tags[vm.network] = int(self.ovs(host).vsctl("get", "Port", vm.device("qvo"), "tag"))
+        for port in self.spec.services:
+            if port.host == host:
+                tags[port.network] = int(self.ovs(host).vsctl("get", "Port", port.name, "tag"))
+        return tags
+
 
 def dhcp(bed: Bed, seconds: float) -> Check:
     dhcp_vms = [vm for vm in bed.spec.vms if bed.spec.subnets.get(vm.network) and bed.spec.subnets[vm.network].dhcp]
@@ -148,7 +164,7 @@ def learned_flows(bed: Bed) -> Check:
     flows = parse_dump(bed.ovs(first.host).ofctl("--no-stats", "dump-flows", "br-tun", "table=20"))
     learned = [f for f in flows if f.priority == 1 and f.hard_timeout]
     network = bed.config.network(first.network)
-    vlan = local_vlans(bed.config.host(first.host), bed.config)[first.network]
+    vlan = bed.local_vlans(first.host)[first.network]
     ofport = int(bed.ovs(first.host).vsctl("get", "Interface", bed.tunnel_port(second.host, first.network),
                                           "ofport"))
     wanted = [f for f in learned if f.match.value("dl_dst") == mac_value(second.mac)]
@@ -205,7 +221,7 @@ def largest_packet(bed: Bed, network: str | None = None) -> Check:
 
 def inject_unknown_vlan(bed: Bed) -> Check:
     """Frames from patch-int with another host's VLAN, or one nobody uses, go nowhere."""
-    vlans_of = {h.name: set(local_vlans(h, bed.config).values()) for h in bed.config.hosts}
+    vlans_of = {h.name: set(bed.local_vlans(h.name).values()) for h in bed.config.hosts}
     every = set().union(*vlans_of.values())
     hosts_with_vms = [vm.host for vm in bed.spec.vms]
     host = max(hosts_with_vms, key=lambda h: (len(every - vlans_of[h]), -hosts_with_vms.index(h)))
@@ -324,3 +340,103 @@ def mesh_checks(bed: Bed) -> list[Check]:
     return [ping_across_hosts(bed), tcp_across_hosts(bed), overlapping_subnets(bed), broadcast_copies(bed),
             learned_flows(bed), gre_on_underlay(bed), largest_packet(bed), inject_unknown_vlan(bed),
             intruder_gre(bed)]
+
+
+# ----- --neutron: ports made and deleted through Neutron's API on the running testbed -----------------
+
+NEW_VM = "vm-neutron"  # the namespace of the VM the API check plugs in
+NEW_MAC = "fa:16:3e:00:be:ef"
+
+
+def _br_tun_mentions(bed: Bed, mac: str) -> dict[str, dict[str, int]]:
+    """Per host: br-tun's flows that name the MAC, l2population's (priority 2) and learned ones."""
+    found = {}
+    for host in bed.config.host_names:
+        lines = [line for line in bed.ovs(host).ofctl("--no-stats", "dump-flows", "br-tun").splitlines()
+                 if mac in line]
+        found[host] = {"learned": sum("hard_timeout=" in line for line in lines),
+                       "l2pop": sum("hard_timeout=" not in line for line in lines)}
+    return found
+
+
+def neutron_port_lifecycle(bed: Bed, timeout: float = 30, meanwhile: Callable[[], object] | None = None) -> list[Check]:
+    """A port created through the API and plugged on one host is reachable from a VM on another host (timed
+    from the API call); deleted through the API, it leaves every br-tun, learned flows included (timed).
+    `meanwhile` runs once the VM is plugged (a fault test restarts a server there)."""
+    from ovshost.neutronapi import NeutronApi
+
+    api = NeutronApi(Path(bed.state.neutron["api_socket"]))
+    source, target = bed.pair_across_hosts()
+    subnet = bed.spec.subnets[source.network]
+    ip = str(subnet.cidr.network_address + 200)
+    started = time.monotonic()
+    port = api.create_port(bed.state.neutron["networks"][source.network], NEW_MAC, ip, None, "compute:nova", NEW_VM)
+    api.bind_port(port["id"], target.host)
+    tap = f"tap{port['id'][:11]}"
+    _plug_new_vm(bed, target.host, tap, port["id"], ip, subnet.cidr.prefixlen, bed.spec.mtu(source.network))
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        active = api.wait_status(port["id"], "ACTIVE", timeout) + 0.0
+        active_at = time.monotonic() - started
+        reached_at = None
+        while time.monotonic() - started < timeout:
+            if probes.ping(source.name, ip, count=1, interval=0.2)[0] == 1:
+                reached_at = time.monotonic() - started
+                break
+        replies, _ = probes.ping(source.name, ip, count=5, interval=0.1)
+        made = Check(f"a port made through the API is reachable from {source.name}@{source.host}",
+                     reached_at is not None and replies == 5,
+                     f"{ip} on {target.host}: ACTIVE {active_at:.2f} s after the API call, first reply at "
+                     f"{reached_at:.2f} s, then {replies}/5" if reached_at is not None else
+                     f"{ip} on {target.host}: ACTIVE {active_at:.2f} s ({active:.2f} s waited), no reply in "
+                     f"{timeout:.0f} s")
+        before = _br_tun_mentions(bed, NEW_MAC)
+        deleted = time.monotonic()
+        api.delete_port(port["id"])
+        after = before
+        while time.monotonic() - deleted < timeout:
+            after = _br_tun_mentions(bed, NEW_MAC)
+            if not any(sum(counts.values()) for counts in after.values()):
+                break
+            time.sleep(0.05)
+        gone_in = time.monotonic() - deleted
+        held = ", ".join(f"{h} {c['l2pop']}+{c['learned']}" for h, c in sorted(before.items()))
+        left = sum(sum(counts.values()) for counts in after.values())
+        where = ", ".join(f"{h} {c['l2pop']}+{c['learned']}" for h, c in sorted(after.items()) if sum(c.values()))
+        had = {h for h, c in before.items() if c["l2pop"]}
+        removed = Check("a port deleted through the API leaves every br-tun", left == 0 and bool(had),
+                        f"before: {held} (l2pop+learned flows naming {NEW_MAC}); after: {left} flows"
+                        + (f" ({where})" if where else "") + f", {gone_in:.2f} s after the API call")
+    finally:
+        _unplug_new_vm(bed, target.host, tap)
+    return [made, removed]
+
+
+def _plug_new_vm(bed: Bed, host: str, tap: str, port_id: str, ip: str, prefix: int, vm_mtu: int) -> None:
+    """A VM plugged straight into br-int as os-vif plugs one (no qbr): a namespace, a veth, the port's IDs."""
+    subprocess.run(["ip", "netns", "add", NEW_VM], check=True)
+    bed.state.add_namespace(NEW_VM)
+    subprocess.run(["ip", "link", "add", tap, "netns", host, "type", "veth", "peer", "name", "eth0", "netns", NEW_VM],
+                   check=True)
+    mtu = str(vm_mtu)
+    for quiet in (NEW_VM, host):  # as the seed's VMs and os-vif's plumbing: no IPv6 chatter to re-learn it by
+        device = "eth0" if quiet == NEW_VM else tap
+        probes.netns(quiet, "sysctl", "-qw", f"net.ipv6.conf.{device}.disable_ipv6=1", check=True)
+    for argv in (["ip", "link", "set", "eth0", "address", NEW_MAC, "mtu", mtu, "up"],
+                 ["ip", "addr", "add", f"{ip}/{prefix}", "dev", "eth0"], ["ip", "link", "set", "lo", "up"],
+                 ["ethtool", "-K", "eth0", "tx", "off"]):
+        probes.netns(NEW_VM, *argv, check=True)
+    probes.netns(host, "ip", "link", "set", tap, "mtu", mtu, "up", check=True)
+    probes.netns(host, "ethtool", "-K", tap, "tx", "off", check=True)
+    bed.ovs(host).vsctl("add-port", "br-int", tap, "--", "set", "Interface", tap,
+                        f"external_ids:iface-id={port_id}", f"external_ids:attached-mac={NEW_MAC}",
+                        "external_ids:iface-status=active")
+
+
+def _unplug_new_vm(bed: Bed, host: str, tap: str) -> None:
+    bed.ovs(host).run("ovs-vsctl", "--if-exists", "del-port", "br-int", tap, check=False)
+    subprocess.run(["ip", "netns", "del", NEW_VM], check=False)
+    if NEW_VM in bed.state.namespaces:
+        bed.state.namespaces.remove(NEW_VM)
+        bed.state.save()

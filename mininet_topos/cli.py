@@ -80,6 +80,10 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hub", choices=("eventlet", "native"), default="eventlet", help="the agents' os-ken hub")
     parser.add_argument("--datapath-type", choices=("auto", "netdev", "system"), default="auto",
                         help="auto: the kernel datapath where the openvswitch module is loaded, else netdev")
+    parser.add_argument("--neutron", action="store_true",
+                        help="a real neutron-server (MariaDB, RabbitMQ, its API and RPC server) on the underlay "
+                             "drives the agents (brtun run --neutron); the network, subnet and ports are made "
+                             "through its REST API (docs/NEUTRON.md)")
 
 
 def _config_path(args: argparse.Namespace) -> tuple[Path, str]:
@@ -127,7 +131,7 @@ def _build(args: argparse.Namespace) -> Built:
         for problem in error.errors:
             print(f"{path}: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
-    options = BuildOptions(hub=args.hub, datapath_type=_datapath(args.datapath_type),
+    options = BuildOptions(hub=args.hub, datapath_type=_datapath(args.datapath_type), neutron=args.neutron,
                            agent_timeout=GUEST_AGENT_TIMEOUT if kernelvm.in_guest() else 60)
     try:
         return Testbed(path, config, spec, options, kind=kind).up()
@@ -140,6 +144,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     built = _build(args)
     print(f"testbed {built.state.name} is up in {time.monotonic() - started:.1f} s: "
           f"{len(built.hosts)} hosts, {len(built.vms)} VMs")
+    if built.neutron is not None:
+        print(f"  neutron-server on {built.state.neutron['address']} (controller namespace): API "
+              f"http://{built.state.neutron['address']}:9696 and {built.state.neutron['api_socket']}, "
+              f"{len(built.state.neutron['ports'])} ports bound; agents run brtun run --neutron")
     print(f"  namespaces: {' '.join(built.state.namespaces)}")
     print(f"  e.g. sudo ip netns exec {built.spec.vms[0].name} ping {built.spec.vms[-1].ip}")
     print(f"  stop it with: brtun testbed down {built.state.name}")
@@ -179,6 +187,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"log {host.agent_log}")
         for vm, info in state.vms.items():
             print(f"  {vm:<12} vm       {info['ip'] or '-':<16} on {info['host']}, network {info['network']}")
+        if state.neutron:
+            print(f"  neutron-server on {state.neutron['address']} ({state.neutron['namespace']} namespace): "
+                  f"API {state.neutron['api_socket']}, {len(state.neutron.get('ports', {}))} ports bound")
         alive = [d for d in state.daemons if pids.owned_pid(Path(d.pidfile), d.marker)]
         print(f"  daemons: {len(alive)}/{len(state.daemons)} running; namespaces: "
               f"{sum(states.namespace_exists(n) for n in state.namespaces)}/{len(state.namespaces)}")
@@ -203,9 +214,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     up_seconds = time.monotonic() - started
     results: list[checks.Check] = []
     try:
+        driven = "; driven by neutron-server" if built.neutron is not None else ""
         print(f"\n{built.state.name}: up in {up_seconds:.1f} s ({len(built.hosts)} hosts, {len(built.vms)} VMs, "
-              f"{built.state.datapath_type} datapath)")
-        print(datapath_line(built) + "\n", flush=True)
+              f"{built.state.datapath_type} datapath{driven})")
+        print(datapath_line(built), flush=True)
+        if built.neutron is not None:
+            timings = built.timings
+            print(f"neutron-server ready at {timings['neutron_server']:.1f} s ("
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in built.neutron.timings.items())
+                  + f"); ports made through the API at {timings['neutron_ports']:.1f} s, all ACTIVE at "
+                  f"{timings['ports_active']:.1f} s")
+        print(flush=True)
         bed = checks.Bed(built.state, built.spec, built.config)
         if built.state.kind == "seed":
             results = checks.seed_checks(bed, built.timings["addresses"] - built.timings["plumbed"])
@@ -213,6 +232,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             results = checks.mesh_checks(bed)
         for result in results:
             print(result.line(), flush=True)
+        if built.neutron is not None:
+            for result in checks.neutron_port_lifecycle(bed):
+                print(result.line(), flush=True)
+                results.append(result)
         _show(built)
         if args.cli:
             from mininet_topos.safecli import SafeCLI  # imports Mininet

@@ -135,8 +135,9 @@ class SimHost(NamedNode):
         for ip, mac in neighbours.items():
             self.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", ip, mac)
 
-    def start_agent(self, config: Path, hub: str, datapath_type: str) -> AgentProcess:
-        self.agent = AgentProcess(self.ovs, config, self.name, hub=hub, datapath_type=datapath_type)
+    def start_agent(self, config: Path, hub: str, datapath_type: str, neutron: bool = False) -> AgentProcess:
+        """The host's agent; with `neutron`, `config` is Neutron's agent config (brtun run --neutron)."""
+        self.agent = AgentProcess(self.ovs, config, self.name, hub=hub, datapath_type=datapath_type, neutron=neutron)
         assert self.state is not None
         self.state.add_daemon(Daemon("agent", str(self.agent.pidfile), str(config), self.name))
         self.agent.start()
@@ -182,6 +183,10 @@ class VmNode(NamedNode):
 
 class ServiceNamespace(NamedNode):
     """A Neutron service namespace on the network host: qdhcp-<network> or qrouter-<router>."""
+
+
+class NeutronController(NamedNode):
+    """The cloud's controller on the underlay: neutron-server, its database and RabbitMQ (--neutron)."""
 
 
 class ExternalHost(NamedNode):

@@ -24,7 +24,8 @@ ROLES = ("compute", "network")
 # Bytes a tunnel adds to a VM's frame over an IPv4 underlay: the inner Ethernet header (14), the outer
 # IPv4 header (20) and GRE with a key (8), or UDP (8) and VXLAN's or Geneve's header without options (8).
 RULES = ("icmp", "ssh", "dhcp")
-_KEYS = ("name", "underlay", "vm_mtu", "roles", "subnets", "router", "external", "security_group")
+_KEYS = ("name", "underlay", "vm_mtu", "roles", "subnets", "router", "external", "security_group", "neutron")
+NEUTRON_HOST = 5  # the neutron-server's address, by default: the underlay's network address + this
 
 
 class InvalidTestbed(ValueError):
@@ -93,6 +94,8 @@ class TestbedSpec:
     services: tuple[ServicePort, ...]
     router: Router | None
     allowed_ingress: tuple[str, ...]
+    # where `--neutron` runs neutron-server (on the underlay)
+    neutron_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
     def mtu(self, network: str) -> int:
         return self.mtus[network]
@@ -132,10 +135,36 @@ def testbed_spec(config: Config, default_name: str = "seed") -> TestbedSpec:
     for host in config.hosts:
         if ipaddress.ip_address(host.local_ip) not in underlay:
             check.error(f"hosts.{host.name}.local_ip", f"{host.local_ip} is outside the underlay {underlay}")
+    neutron = _neutron_address(check, config, underlay, top.get("neutron", {}))
     if check.errors:
         raise InvalidTestbed(check.errors)
     return TestbedSpec(name, underlay, config.options.underlay_mtu, mtus, roles, subnets, tuple(vms),
-                       tuple(services), router, rules)
+                       tuple(services), router, rules, neutron)
+
+
+def _neutron_address(check: Checker, config: Config, underlay: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                     raw: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`testbed.neutron.address`: the controller's address on the underlay (default: network + 5, or the
+    first address after it that no host has)."""
+    entry = check.mapping("testbed.neutron", raw, ("address",)) or {}
+    taken = {h.local_ip: h.name for h in config.hosts}
+    if "address" not in entry:
+        last = min(underlay.num_addresses - 2, NEUTRON_HOST + 1024)
+        candidates = (underlay.network_address + offset for offset in range(NEUTRON_HOST, last + 1))
+        return next((a for a in candidates if str(a) not in taken), None)
+    raw_address = entry["address"]
+    try:
+        address = ipaddress.ip_address(raw_address) if isinstance(raw_address, str) else None
+    except ValueError:
+        address = None
+    if address is None:
+        check.error("testbed.neutron.address", f"{raw_address!r} is not an IP address")
+        return None
+    if address not in underlay:
+        check.error("testbed.neutron.address", f"{address} is outside the underlay {underlay}")
+    if str(address) in taken:
+        check.error("testbed.neutron.address", f"{address} is {taken[str(address)]}'s local_ip")
+    return address
 
 
 def _underlay(check: Checker, raw: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -16,6 +16,7 @@ import ipaddress
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +27,20 @@ from mininet.net import Mininet
 
 from flows.config import Config
 from mininet_topos import services
-from mininet_topos.nodes import ExternalHost, NamedNode, ServiceNamespace, SimHost, Underlay, VmNode
+from mininet_topos.nodes import (
+    ExternalHost,
+    NamedNode,
+    NeutronController,
+    ServiceNamespace,
+    SimHost,
+    Underlay,
+    VmNode,
+)
 from mininet_topos.spec import ServicePort, TestbedSpec, Vm
 from ovshost import agentproc
 from ovshost import state as states
+from ovshost.neutronapi import NeutronApi
+from ovshost.neutronserver import NeutronServer
 from ovshost.state import Daemon, HostState, TestbedState
 
 
@@ -54,6 +65,10 @@ def _load_bridge_netfilter() -> None:
                                f"{result.stderr.strip()}")
 
 
+CONTROLLER = "controller"  # --neutron: the namespace neutron-server runs in, on the underlay
+CONTROLLER_UNDERLAY_PORT = "ulpc"
+
+
 def say(message: str) -> None:
     print(f"*** {message}", file=sys.stderr, flush=True)
 
@@ -70,6 +85,7 @@ class BuildOptions:
     datapath_type: str = "netdev"
     progress: Callable[[str], None] = say
     agent_timeout: float = 60  # seconds for every agent to be in sync (a guest under software emulation: more)
+    neutron: bool = False  # a real neutron-server drives the agents (docs/NEUTRON.md, "The testbed")
 
 
 @dataclass
@@ -84,6 +100,7 @@ class Built:
     vms: dict[str, VmNode]
     namespaces: dict[str, NamedNode]
     timings: dict[str, float] = field(default_factory=dict)
+    neutron: NeutronServer | None = None
 
     def node(self, name: str) -> NamedNode:
         return self.namespaces[name]
@@ -106,12 +123,14 @@ class Testbed:
         self.spec = spec
         self.options = options
         self.kind = kind
+        self.neutron: NeutronServer | None = None
 
     def namespaces(self) -> list[str]:
         spec = self.spec
         names = ["underlay", *self.config.host_names, *(vm.name for vm in spec.vms),
                  *{spec.service_namespace(port) for port in spec.services}]
-        return names + (["external"] if spec.router is not None else [])
+        return names + (["external"] if spec.router is not None else []) \
+            + ([CONTROLLER] if self.options.neutron else [])
 
     def up(self) -> Built:
         """Build it all; on any failure, undo everything already made, then re-raise."""
@@ -164,6 +183,8 @@ class Testbed:
             namespace = spec.service_namespace(port)
             service = namespaces.get(namespace) or add(namespace, ServiceNamespace)
             veth(hosts[port.host], service, port.name, port.name, mac2=port.mac)
+        if self.options.neutron:
+            veth(add(CONTROLLER, NeutronController), underlay, "eth0", CONTROLLER_UNDERLAY_PORT)
         if spec.router is not None:
             network_host = hosts[spec.network_hosts[0]]
             router = namespaces[spec.router.namespace]
@@ -179,27 +200,44 @@ class Testbed:
         state.save()
         timings = {"namespaces": time.monotonic() - started}
 
-        progress("starting Open vSwitch and a brtun agent on every host")
         underlay.make_bridge(spec.underlay_mtu)
+        server = self._start_neutron(state, namespaces) if self.options.neutron else None
+        progress("starting Open vSwitch and a brtun agent on every host"
+                 + (" (brtun run --neutron: driven by neutron-server)" if server else ""))
         for name, host in hosts.items():
             host.start_switch()
             local_ip = self.config.host(name).local_ip
             host.attach_underlay("eth0", local_ip, spec.underlay.prefixlen, spec.underlay_mtu,
                                  self.options.datapath_type, phy_mac(local_ip))
-        for host in hosts.values():
-            host.start_agent(config_copy, self.options.hub, self.options.datapath_type)
+        if server is not None:
+            server_thread, server_error = server
+            server_thread.join()
+            if server_error:
+                raise server_error[0]
+            timings["neutron_server"] = time.monotonic() - started
+        for name, host in hosts.items():
+            if self.neutron is not None:
+                host.start_agent(self._agent_config(name, host), self.options.hub, self.options.datapath_type,
+                                 neutron=True)
+            else:
+                host.start_agent(config_copy, self.options.hub, self.options.datapath_type)
         for host in hosts.values():
             assert host.agent is not None
-            host.agent.wait_in_sync(timeout=self.options.agent_timeout)
+            host.agent.wait_in_sync(timeout=self.options.agent_timeout * (2 if self.neutron is not None else 1))
         timings["agents_in_sync"] = time.monotonic() - started
         if self.options.datapath_type == "netdev":
             self._preseed_tunnel_neighbours(hosts)
+        ports: dict[str, str] = {}  # device on br-int -> Neutron port ID
+        if self.neutron is not None:
+            progress("creating the network, subnet and ports through Neutron's API, bound to their hosts")
+            ports = self._neutron_ports(state)
+            timings["neutron_ports"] = time.monotonic() - started
 
         progress("plugging VMs (tap - qbr - qvb/qvo - br-int) and Neutron's services")
         for name, host in hosts.items():
             host_vms = spec.vms_on(name)
             for vm in host_vms:
-                self._plug_vm(host, vm)
+                self._plug_vm(host, vm, ports.get(vm.device("qvo")))
             if host_vms:
                 _load_bridge_netfilter()
                 host.sh("sysctl -qw net.bridge.bridge-nf-call-iptables=1")
@@ -208,7 +246,7 @@ class Testbed:
                 host.sh(f"iptables-restore < {rules}")
         for port in spec.services:
             hosts[port.host].sh(f"ip link set {port.name} mtu {spec.mtu(port.network)} up")
-            hosts[port.host].plug("br-int", port.name, port.mac, f"{port.kind}-{port.name}")
+            hosts[port.host].plug("br-int", port.name, port.mac, ports.get(port.name, f"{port.kind}-{port.name}"))
         if spec.router is not None:
             self._router(hosts[spec.network_hosts[0]], namespaces)
         for port in spec.services:
@@ -216,6 +254,12 @@ class Testbed:
                 self._dhcp(state, namespaces[spec.dhcp_namespace(port.network)], port)
         for vm in spec.vms:
             vms[vm.name].prepare(spec.mtu(vm.network), self.options.datapath_type)
+        if self.neutron is not None:
+            progress("waiting for Neutron to see every port ACTIVE (each agent reported it up)")
+            api = NeutronApi(self.neutron.api_socket)
+            for port_id in ports.values():
+                api.wait_status(port_id, "ACTIVE", timeout=60)
+            timings["ports_active"] = time.monotonic() - started
         timings["plumbed"] = time.monotonic() - started
 
         progress("VMs asking for addresses" if any(s.dhcp for s in spec.subnets.values()) else "VM addresses")
@@ -225,7 +269,80 @@ class Testbed:
                                   "tap": vm.device("tap")}
         state.save()
         timings["addresses"] = time.monotonic() - started
-        return Built(state, spec, self.config, net, hosts, vms, namespaces, timings)
+        return Built(state, spec, self.config, net, hosts, vms, namespaces, timings, self.neutron)
+
+    # ----- --neutron ----------------------------------------------------------------------------
+    def _start_neutron(self, state: TestbedState,
+                       namespaces: dict[str, NamedNode]) -> tuple[threading.Thread, list[BaseException]]:
+        """neutron-server in the controller namespace on the underlay, started in the background (about
+        15 s) while the hosts' switches start."""
+        spec = self.spec
+        assert spec.neutron_address is not None
+        controller = namespaces[CONTROLLER]
+        controller.sh(f"ip addr add {spec.neutron_address}/{spec.underlay.prefixlen} dev eth0 && "
+                      f"ip link set eth0 mtu {spec.underlay_mtu} up")
+        controller.checksums_in_software("eth0")  # the hosts' userspace switches pass it on as it is
+        types = sorted({n.type for n in self.config.networks}) or ["gre"]
+        self.neutron = NeutronServer(Path(state.directory) / "neutron", CONTROLLER, str(spec.neutron_address),
+                                     tenant_network_type=types[0], record=state.add_daemon)
+        state.neutron = {"address": str(spec.neutron_address), "api_socket": str(self.neutron.api_socket),
+                         "transport_url": self.neutron.transport_url, "namespace": CONTROLLER,
+                         "directory": str(self.neutron.directory)}
+        state.save()
+        errors: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                assert self.neutron is not None
+                self.neutron.start()
+            except BaseException as error:  # raised again by the building thread
+                errors.append(error)
+
+        self.options.progress(f"starting neutron-server (MariaDB, RabbitMQ, API, RPC) on {spec.neutron_address}")
+        thread = threading.Thread(target=start, name="neutron-server")
+        thread.start()
+        return thread, errors
+
+    def _agent_config(self, name: str, host: SimHost) -> Path:
+        """Neutron's agent config for the host's `brtun run --neutron`: its endpoint, l2population, and the
+        seed's datapath IDs (so `brtun flows` and `trace` know the bridges)."""
+        assert self.neutron is not None
+        config_host = self.config.host(name)
+        path = host.ovs.rundir / "neutron-agent.conf"
+        host.ovs.rundir.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.neutron.agent_config(config_host.local_ip, config_host.tunnel_types,
+                                                  datapath_id=config_host.datapath_id))
+        return path
+
+    def _neutron_ports(self, state: TestbedState) -> dict[str, str]:
+        """The seed's network, subnet, VM, DHCP and router ports through Neutron's REST API, with the seed's
+        MACs and addresses, each bound to its host as Nova binds it (create, then set binding:host_id)."""
+        assert self.neutron is not None
+        api = NeutronApi(self.neutron.api_socket)
+        api.wait_agents(list(self.config.host_names))
+        spec = self.spec
+        networks = {}
+        for network in self.config.networks:
+            created = api.create_network(network.name, network.type, network.segmentation_id)
+            networks[network.name] = created["id"]
+            subnet = spec.subnets.get(network.name)
+            if subnet is not None:
+                api.create_subnet(created["id"], str(subnet.cidr), str(subnet.gateway) if subnet.gateway else None,
+                                  subnet.dhcp)
+        ports: dict[str, str] = {}
+        owners = {"dhcp": "network:dhcp", "router": "network:router_interface"}
+        for vm in spec.vms:
+            port = api.create_port(networks[vm.network], vm.mac, vm.ip, None, "compute:nova", vm.name, vm.device("tap"))
+            ports[vm.device("qvo")] = api.bind_port(port["id"], vm.host)["id"]
+            state.vms.setdefault(vm.name, {})["port_id"] = port["id"]
+        for service in spec.services:
+            owner_id = spec.router.router_id if service.kind == "router" and spec.router else f"dhcp-{service.host}"
+            port = api.create_port(networks[service.network], service.mac, service.ip, None, owners[service.kind],
+                                   owner_id, service.name)
+            ports[service.name] = api.bind_port(port["id"], service.host)["id"]
+        state.neutron.update(networks=networks, ports=ports)
+        state.save()
+        return ports
 
     def _preseed_tunnel_neighbours(self, hosts: dict[str, SimHost]) -> None:
         """Userspace tunnelling drops the packet that triggers its ARP for a remote endpoint."""
@@ -234,7 +351,7 @@ class Testbed:
                 if other.name != name:
                     host.ovs.run("ovs-appctl", "tnl/neigh/set", "br-phy", other.local_ip, phy_mac(other.local_ip))
 
-    def _plug_vm(self, host: SimHost, vm: Vm) -> None:
+    def _plug_vm(self, host: SimHost, vm: Vm, port_id: str | None = None) -> None:
         mtu = self.spec.mtu(vm.network)
         tap, qbr, qvb, qvo = (vm.device(p) for p in ("tap", "qbr", "qvb", "qvo"))
         host.sh(f"ip link add {qbr} type bridge")
@@ -244,7 +361,7 @@ class Testbed:
         host.sh(f"ip link set {qbr} mtu {mtu} up")
         host.sh(f"ip link set {tap} mtu {mtu} master {qbr} up")
         host.sh(f"ip link set {qvb} master {qbr} up && ip link set {qvo} up")
-        host.plug("br-int", qvo, vm.mac, f"port-{vm.suffix}")
+        host.plug("br-int", qvo, vm.mac, port_id or f"port-{vm.suffix}")
 
     def _router(self, network_host: SimHost, namespaces: dict[str, NamedNode]) -> None:
         spec = self.spec

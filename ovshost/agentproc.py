@@ -46,6 +46,7 @@ class AgentProcess:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     starts: int = 0
     extra_args: tuple[str, ...] = ()  # more `brtun run` options (TLS, metrics port)
+    neutron: bool = False  # `config` is Neutron's agent config: brtun run --neutron CONFIG
 
     @property
     def pidfile(self) -> Path:
@@ -76,7 +77,8 @@ class AgentProcess:
             log.write(f"---- start {self.starts} ----\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                ["ip", "netns", "exec", self.ovs.name, *BRTUN, "run", str(self.config), "--host", self.host,
+                ["ip", "netns", "exec", self.ovs.name, *BRTUN, "run",
+                 *(["--neutron", str(self.config)] if self.neutron else [str(self.config)]), "--host", self.host,
                  "--ovsdb", f"unix:{self.ovs.db_socket}", "--listen", self.listen_target, "--hub", self.hub,
                  "--datapath-type", self.datapath_type, "--pidfile", str(self.pidfile),
                  "--control-socket", str(self.control_socket), *self.extra_args],

@@ -17,21 +17,26 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ovshost import pids
 from ovshost.agentproc import CONTROL_SOCKET
 
 STATE_ROOT = Path("/run/brtun/testbeds")
-# Stop order: agents first (they would otherwise see their switch go), then the rest.
-STOP_ORDER = ("agent", "iperf3", "dnsmasq", "udhcpc", "ovs-vswitchd", "ovsdb-server")
+# Stop order: agents first (they would otherwise see their switch go, or their server), then Neutron's
+# servers from the API down to the database, then the rest.
+STOP_ORDER = ("agent", "neutron-api", "neutron-rpc-server", "rabbitmq", "epmd", "mariadb", "iperf3", "dnsmasq",
+              "udhcpc", "ovs-vswitchd", "ovsdb-server")
 
 
 @dataclass
 class Daemon:
     what: str  # one of STOP_ORDER
     pidfile: str
-    marker: str  # text its command line must contain for the PID to be ours
+    marker: str  # text its command line must contain for the PID to be ours (a pidfile of the PID alone)
     host: str = ""
+    group: bool = False  # it leads a process group of its own: stop the group (ovshost.pids)
+    grace: float = 5.0  # seconds between SIGTERM and SIGKILL (neutron-rpc-server ignores SIGTERM)
 
 
 @dataclass
@@ -64,6 +69,8 @@ class TestbedState:
     daemons: list[Daemon] = field(default_factory=list)
     hosts: dict[str, HostState] = field(default_factory=dict)
     vms: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {host, network, ip, mac}
+    # with --neutron: where its API and bus are, and the IDs Neutron gave the testbed's networks and ports
+    neutron: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -133,7 +140,7 @@ def down(state: TestbedState) -> list[str]:
     done = []
     rank = {what: i for i, what in enumerate(STOP_ORDER)}
     for daemon in sorted(state.daemons, key=lambda d: rank.get(d.what, len(rank))):
-        if pids.stop(Path(daemon.pidfile), daemon.marker):
+        if pids.stop(Path(daemon.pidfile), daemon.marker, daemon.grace, daemon.group):
             done.append(f"stopped {daemon.what} of {daemon.host or state.name}")
     for namespace in reversed(state.namespaces):
         if namespace_exists(namespace):

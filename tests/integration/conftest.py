@@ -39,3 +39,11 @@ def private_ovs() -> Iterator[PrivateOvs]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Each phase's report on the item (`item.rep_call`), so a fixture can tell a failed test afterwards."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)

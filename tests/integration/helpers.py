@@ -114,8 +114,9 @@ def passes(result: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_testbed(config_path: Path, kind: str, hub: str = "eventlet") -> Iterator[Any]:
-    """A testbed built in this process from a config, taken down afterwards even on failure."""
+def running_testbed(config_path: Path, kind: str, hub: str = "eventlet", neutron: bool = False) -> Iterator[Any]:
+    """A testbed built in this process from a config, taken down afterwards even on failure (`neutron`:
+    driven by a real neutron-server, `brtun testbed up --neutron`)."""
     from flows.config import load_config
     from mininet_topos import spec
     from mininet_topos.topology import BuildOptions, Testbed
@@ -123,7 +124,8 @@ def running_testbed(config_path: Path, kind: str, hub: str = "eventlet") -> Iter
 
     require_environment()
     config = load_config(str(config_path))
-    built = Testbed(config_path, config, spec.testbed_spec(config, kind), BuildOptions(hub=hub), kind=kind).up()
+    built = Testbed(config_path, config, spec.testbed_spec(config, kind), BuildOptions(hub=hub, neutron=neutron),
+                    kind=kind).up()
     try:
         yield built
     finally:

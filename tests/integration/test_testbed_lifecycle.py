@@ -93,3 +93,42 @@ def test_up_refuses_when_a_namespace_it_needs_is_taken() -> None:
         assert "mesh" not in states.names() and not states.namespace_exists("host1")
     finally:
         subprocess.run(["ip", "netns", "del", "underlay"], check=False)
+
+
+def in_groups(leaders: set[int]) -> list[str]:
+    """Processes in the process groups these PIDs led (a daemon's workers, RabbitMQ's Erlang VM)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields and fields[0] != "Z" and int(fields[2]) in leaders:
+            found.append(f"process {stat.parent.name} in group {fields[2]}")
+    return found
+
+
+def test_down_after_a_killed_neutron_demo_stops_every_server_and_agent() -> None:
+    """`brtun demo --neutron` killed: `down` stops MariaDB, RabbitMQ, the API, the RPC server (which ignores
+    SIGTERM) and the agents by PID, their workers with them, and removes the server's data."""
+    require_environment()
+    demo = subprocess.Popen([*BRTUN, "demo", "--neutron", "--cli"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=PROJECT, text=True)
+    try:
+        wait_until(lambda: "seed" in states.names() and states.load("seed").status == "up", timeout=120,
+                   what="the demo's testbed to be up")
+        demo.send_signal(signal.SIGKILL)
+        demo.wait(timeout=10)
+        state = states.load("seed")
+        servers = [d for d in state.daemons if d.group]
+        assert sorted(d.what for d in servers) == ["epmd", "mariadb", "neutron-api", "neutron-rpc-server", "rabbitmq"]
+        leaders = {pid for d in servers if (pid := pids.owned_pid(Path(d.pidfile), d.marker)) is not None}
+        assert len(leaders) == 5 and in_groups(leaders)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    down = brtun("testbed", "down", "seed")
+    assert down.returncode == 0, down.stderr
+    assert "stopped neutron-rpc-server" in down.stdout and "stopped rabbitmq" in down.stdout, down.stdout
+    assert leftovers(state) == [] and in_groups(leaders) == []
+    assert "seed" not in states.names()

@@ -110,10 +110,11 @@ class FakeAgent:
             else:
                 ports[op.name] = dataclasses.replace(ports[op.name], tag=op.tag)
 
-    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None) -> Reconciled | None:
+    def reconcile(self, bridge: str, desired: tuple[Flow, ...] | None = None,
+                  forget: frozenset[tuple[int, int]] = frozenset()) -> Reconciled | None:
         self._reconciles += 1
         desired = desired if desired is not None else self.desired(bridge, self.config)
-        result = diff(desired, self.flows[bridge], self.config.cookie)
+        result = diff(desired, self.flows[bridge], self.config.cookie, forget=forget)
         if self.refuse(self._reconciles):
             self.calls.append(f"{bridge}: refused")
             return Reconciled(result, ("OpenFlow error type=1 code=2",))

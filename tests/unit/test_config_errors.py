@@ -77,7 +77,7 @@ CHANGES = [
     ("networks.net3", {"type": "gre", "segmentation_id": 7, "mtu": 1450},
      "networks.net3.mtu: unknown key (known: type, segmentation_id)"),
     ("networks.bad name", {"type": "gre", "segmentation_id": 7},
-     "networks.bad name: a name is 1-32 letters, digits, '_', '.' or '-', starting with a letter or digit"),
+     "networks.bad name: a name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"),
     ("hosts.c1.ports.0.network", "net9", "hosts.c1.ports[0].network: unknown network 'net9' (networks: net1, net2)"),
     ("hosts.c1.ports.0.mac", "fa:16:3e:00:00", "hosts.c1.ports[0].mac: 'fa:16:3e:00:00' is not a MAC address "
      "(six hex pairs, colon separated)"),

@@ -192,3 +192,28 @@ def test_a_takeover_replaces_each_of_neutrons_flows_in_place_deletes_the_rest_an
     assert set(result.taken) == {*theirs, extra, their_stale}
     kinds = [c.kind for c in result.changes]
     assert kinds == sorted(kinds, key=[Kind.ADD, Kind.MODIFY, Kind.DELETE].index)  # one bundle, adds first
+
+
+def test_learned_flows_of_a_port_that_left_its_host_go_with_the_change_and_only_those() -> None:
+    """A deleted remote port: its learned flow still points at its old host; flows.transition says so."""
+    from flows.transition import forgotten_macs
+
+    before = yaml.safe_load(yaml.safe_dump(EXAMPLE))
+    before["hosts"]["compute2"]["ports"].append({"network": "net2", "mac": "fa:16:3e:00:00:13", "ip": "10.2.0.13"})
+    old = from_yaml(yaml.safe_dump(before))
+    data = yaml.safe_load(yaml.safe_dump(before))
+    data["hosts"]["compute2"]["ports"].pop(0)  # fa:16:3e:00:00:03 (net2, VLAN 2 on compute1) is deleted
+    new = from_yaml(yaml.safe_dump(data))
+    forget = forgotten_macs(old, new, "compute1")
+    assert forget == {(2, 0xFA163E000003)}
+    gone = learned(2, "fa:16:3e:00:00:03", 5000, 3)
+    result = diff(desired(new, "compute1"), (*desired(old, "compute1"), gone, NET1_LEARNED), COOKIE, forget=forget)
+    deleted = {c.flow: c.reason for c in result.of_kind(Kind.DELETE)}
+    assert "left the host it was learned on" in deleted[gone] and NET1_LEARNED not in deleted
+    moved = yaml.safe_load(yaml.safe_dump(before))  # the same MAC now on the network host: forgotten too
+    moved["hosts"]["network"]["ports"].append(moved["hosts"]["compute2"]["ports"].pop(0))
+    assert forgotten_macs(old, from_yaml(yaml.safe_dump(moved)), "compute1") == forget
+    assert forgotten_macs(old, old, "compute1") == frozenset()
+    renamed = yaml.safe_load(yaml.safe_dump(before))  # a host renamed has not moved its ports
+    renamed["hosts"]["compute2b"] = renamed["hosts"].pop("compute2")
+    assert forgotten_macs(old, from_yaml(yaml.safe_dump(renamed)), "compute1") == frozenset()

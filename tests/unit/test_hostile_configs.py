@@ -74,7 +74,7 @@ HOSTILE: list[tuple[str, Callable[[], bytes], str]] = [
      lambda: EXAMPLE.replace("datapath_id: 0xb01", 'datapath_id: "0x' + "f" * 50_000 + '"').encode(),
      "a hexadecimal number of 50,000 digits is outside 0x1..0xffffffffffffffff"),
     ("an integer key of 1,000 digits", lambda: EXAMPLE.replace("  net1:", "  " + "1" * 1000 + ":", 1).encode(),
-     "a name is 1-32 letters"),
+     "a name is 1-64 letters"),
     ("an integer key of 10,000 digits", lambda: EXAMPLE.replace("  net1:", "  " + "1" * 10_000 + ":", 1).encode(),
      "not valid YAML"),  # YAML allows 1,024 characters for a key written without '?'
 
