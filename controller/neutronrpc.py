@@ -24,6 +24,7 @@ Neutron's names (docs/NEUTRON.md, "Pointing brtun at a Neutron"), plus a
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import logging
 import threading
@@ -60,7 +61,8 @@ METHODS = ("tunnel_update", "tunnel_delete", "port_update", "port_delete", "netw
            "add_fdb_entries", "remove_fdb_entries", "update_fdb_entries")
 
 OPTIONS = {
-    "ovs": [cfg.StrOpt("local_ip", help="this host's tunnel endpoint (IPv4), as Neutron's agent's [ovs] local_ip")],
+    "ovs": [cfg.StrOpt("local_ip", help="this host's tunnel endpoint (IPv4 or IPv6), as Neutron's agent's [ovs] "
+                                        "local_ip")],
     "agent": [
         cfg.ListOpt("tunnel_types", default=[], help="gre, vxlan, geneve: as Neutron's [agent] tunnel_types"),
         cfg.BoolOpt("l2_population", default=False),
@@ -121,8 +123,10 @@ def load_settings(files: Sequence[str], host: str) -> NeutronSettings:
     problems = []
     local_ip = conf.ovs.local_ip
     try:
-        if local_ip is None or ipaddress.ip_address(local_ip).version != 4:
-            problems.append(f"[ovs] local_ip must be this host's IPv4 tunnel endpoint, not {local_ip!r}")
+        if local_ip is None:
+            problems.append("[ovs] local_ip must be this host's tunnel endpoint (an IPv4 or IPv6 address)")
+        elif not _unicast(ipaddress.ip_address(local_ip)):
+            problems.append(f"[ovs] local_ip: {local_ip} is not a unicast address")
     except ValueError:
         problems.append(f"[ovs] local_ip: {local_ip!r} is not an IP address")
     types = tuple(t for t in TUNNEL_TYPES if t in conf.agent.tunnel_types)
@@ -151,7 +155,7 @@ def load_settings(files: Sequence[str], host: str) -> NeutronSettings:
     if problems:
         raise BadOptions(problems)
     assert local_ip is not None
-    datapath_id = numbers.get("datapath_id") or (0xB7 << 32 | int(ipaddress.IPv4Address(local_ip)))
+    datapath_id = numbers.get("datapath_id") or _default_datapath_id(local_ip)
     options = Options(l2_population=conf.agent.l2_population,
                       arp_responder=conf.agent.arp_responder and conf.agent.l2_population,
                       learn_hard_timeout=conf.brtun.learn_hard_timeout, dont_fragment=conf.agent.dont_fragment,
@@ -306,3 +310,16 @@ class NeutronRpc:
         """The ports Neutron has bound to this host (--no-switch: they stand for VIFs on br-int)."""
         return self._call(self._plugin, "get_ports_by_vnic_type_and_host", timeout, version="1.7",
                           vnic_type="normal", host=self.host)
+
+
+def _unicast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return not (address.is_unspecified or address.is_multicast or address.is_loopback or address.is_link_local
+                or (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255")))
+
+
+def _default_datapath_id(local_ip: str) -> int:
+    """br-tun's datapath ID when [brtun] datapath_id is not given: from the endpoint, so that it is stable."""
+    address = ipaddress.ip_address(local_ip)
+    if address.version == 4:
+        return 0xB7 << 32 | int(address)
+    return 0xB7 << 48 | int.from_bytes(hashlib.blake2b(address.packed, digest_size=6).digest(), "big")

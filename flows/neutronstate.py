@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -70,6 +71,13 @@ class LocalHost:
     int_datapath_id: int = 0
     cookie: int = 0x5E1EC7AB1E
     options: Options = field(default_factory=Options)
+
+    def __post_init__(self) -> None:  # addresses compare as text: canonical text, as parsed messages give
+        object.__setattr__(self, "local_ip", str(ipaddress.ip_address(self.local_ip)))
+
+    @property
+    def ip_version(self) -> int:
+        return ipaddress.ip_address(self.local_ip).version
 
 
 @dataclass(frozen=True)
@@ -131,8 +139,18 @@ class _FdbNetwork:
 
 
 @functools.lru_cache(maxsize=16384)
-def _ip_int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))
+def _ip_key(ip: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(ip)
+    return address.version, int(address)
+
+
+def _remote_datapath_id(ip: str) -> int:
+    """A placeholder datapath ID per remote endpoint, unique among them: the IPv4 address itself, or 48
+    bits of a hash of an IPv6 one (whose low bits alone repeat across prefixes)."""
+    address = ipaddress.ip_address(ip)
+    if address.version == 4:
+        return REMOTE_DATAPATH_ID | int(address)
+    return REMOTE_DATAPATH_ID | 1 << 48 | int.from_bytes(hashlib.blake2b(address.packed, digest_size=6).digest(), "big")
 
 
 # ----- checking what arrives -------------------------------------------------------
@@ -399,8 +417,9 @@ class NeutronState:
 
     # ----- endpoints (tunnel_sync, tunnel_update, tunnel_delete) ---------------------------
     def _endpoint_ip(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, ignored: list[str]) -> str | None:
-        if ip.version != 4:
-            ignored.append(f"endpoint {ip}: IPv6 (brtun's underlay is IPv4)")
+        if ip.version != self.local.ip_version:  # Neutron's agent: "IP version mismatch, cannot create tunnel"
+            ignored.append(f"endpoint {ip}: IPv{ip.version}, this host's endpoint is IPv{self.local.ip_version} "
+                           "(no tunnel between address families)")
             return None
         if str(ip) == self.local.local_ip:
             return None  # this host itself: Neutron's agent skips it too
@@ -496,8 +515,9 @@ class NeutronState:
         parts = []
         for agent, pairs in net.ports:
             address = ipaddress.ip_address(agent)
-            if address.version != 4:
-                ignored.append(f"network {net.network_id}: agent {agent}: IPv6 endpoint")
+            if address.version != self.local.ip_version:
+                ignored.append(f"network {net.network_id}: agent {agent}: IPv{address.version} endpoint, this "
+                               f"host's is IPv{self.local.ip_version} (no tunnel between address families)")
                 continue
             if agent == self.local.local_ip:
                 continue  # this host's own entries, in every fanout: Neutron's agent skips them too
@@ -710,7 +730,7 @@ class NeutronState:
         host = endpoint.host if endpoint is not None else None
         if host and NAME_PATTERN.fullmatch(host) and host not in used:
             return host
-        return "ip-" + ip.replace(".", "-")
+        return "ip-" + ip.replace(".", "-").replace(":", "-")
 
     def _remotes(self, segments: Mapping[str, Segment], taken: set[tuple[str, str]]) -> dict[str, Any]:
         local_types = set(self.local.tunnel_types)
@@ -737,13 +757,13 @@ class NeutronState:
                 taken.update({(net, mac), (net, where.ip)})
         hosts: dict[str, Any] = {}
         used = {self.local.name}
-        for ip in sorted(agents, key=_ip_int):
+        for ip in sorted(agents, key=_ip_key):
             agent = agents[ip]
             endpoint = self.endpoints.get(ip)
             types = agent["types"] | (endpoint.types if endpoint is not None else set())
             name = self._remote_name(ip, used)
             used.add(name)
-            entry: dict[str, Any] = {"datapath_id": hex(REMOTE_DATAPATH_ID | _ip_int(ip)),
+            entry: dict[str, Any] = {"datapath_id": hex(_remote_datapath_id(ip)),
                                      "local_ip": ip, "tunnel_types": [t for t in TUNNEL_TYPES if t in types]}
             with_ports = {port["network"] for port in agent["ports"]}
             carries = [net for net in agent["carries"] if net not in with_ports]

@@ -50,6 +50,12 @@ def test_neutrons_own_files_and_option_names_make_the_agents_settings(tmp_path: 
     assert redact(settings.transport_url) == "rabbit://neutron:***@192.168.100.5:5672/"
 
 
+def test_an_ipv6_tunnel_endpoint_is_taken_in_canonical_form(tmp_path: Path) -> None:
+    agent = AGENT_INI.replace("local_ip = 192.168.100.11", "local_ip = fd00:100:0::b")
+    local = load_settings(files(tmp_path, agent), "compute1").local
+    assert local.local_ip == "fd00:100::b" and local.ip_version == 6
+
+
 def test_the_arp_responder_without_l2population_is_off_as_in_neutron_and_datapath_ids_default(tmp_path: Path) -> None:
     agent = AGENT_INI.replace("l2_population = true", "l2_population = false").replace("datapath_id = 0xb01", "")
     local = load_settings(files(tmp_path, agent), "compute1").local
@@ -59,7 +65,7 @@ def test_the_arp_responder_without_l2population_is_off_as_in_neutron_and_datapat
 
 @pytest.mark.parametrize(("agent", "neutron", "problem"), [
     (AGENT_INI.replace("local_ip = 192.168.100.11", ""), NEUTRON_CONF, "[ovs] local_ip"),
-    (AGENT_INI.replace("local_ip = 192.168.100.11", "local_ip = fd00::1"), NEUTRON_CONF, "[ovs] local_ip"),
+    (AGENT_INI.replace("local_ip = 192.168.100.11", "local_ip = fe80::1"), NEUTRON_CONF, "[ovs] local_ip"),
     (AGENT_INI.replace("vxlan,gre", "vlan"), NEUTRON_CONF, "[agent] tunnel_types"),
     (AGENT_INI.replace("dscp = 10", "dscp_inherit = true\n[agent]\ndscp = 10"), NEUTRON_CONF, "dscp"),
     (AGENT_INI.replace("0xb01", "eleven"), NEUTRON_CONF, "[brtun] datapath_id"),
