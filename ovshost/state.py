@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 
 from ovshost import pids
 from ovshost.agentproc import CONTROL_SOCKET
+
+_SAVING = threading.RLock()  # State.save and the changes it records, from any thread
 
 STATE_ROOT = Path("/run/brtun/testbeds")
 # Stop order: agents first (they would otherwise see their switch go, or their server), then Neutron's
@@ -77,18 +80,22 @@ class TestbedState:
         return Path(self.directory) / "state.json"
 
     def save(self) -> None:
-        """Atomically, so a crash mid-write never leaves half a state behind."""
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-        temporary.replace(self.path)
+        """Atomically, so a crash mid-write never leaves half a state behind; one writer at a time (a
+        testbed starts neutron-server's daemons in a thread while it builds the hosts)."""
+        with _SAVING:
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+            temporary.replace(self.path)
 
     def add_namespace(self, name: str) -> None:
-        self.namespaces.append(name)
-        self.save()
+        with _SAVING:
+            self.namespaces.append(name)
+            self.save()
 
     def add_daemon(self, daemon: Daemon) -> None:
-        self.daemons.append(daemon)
-        self.save()
+        with _SAVING:
+            self.daemons.append(daemon)
+            self.save()
 
 
 class NoTestbed(LookupError):
