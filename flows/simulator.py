@@ -13,6 +13,7 @@ priority replace the old flow and restart its hard timeout, as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -54,11 +55,17 @@ class Verdict:
         return tuple(sorted(e.port for e in self.emitted))
 
 
-@dataclass
 class _Entry:
-    flow: Flow
-    installed: float
-    used: float
+    """A flow in its table, with its match compiled to (field, mask, value) tests: a lookup is the
+    hot loop of every replay, and attribute lookups of Match and MatchField cost most of it."""
+
+    __slots__ = ("flow", "installed", "raw", "tests", "used")
+
+    def __init__(self, flow: Flow, now: float) -> None:
+        self.flow = flow
+        self.installed = self.used = now
+        self.tests = tuple((item.name, item.mask, item.value) for item in flow.match.fields)
+        self.raw = bool(flow.match.raw)  # a part the simulator cannot evaluate never matches
 
 
 @dataclass
@@ -79,13 +86,16 @@ class FlowTableSimulator:
     def install(self, flow: Flow) -> None:
         """Add, or replace the flow with the same table, priority and match."""
         old = self._by_key.get(flow.key)
-        entry = _Entry(flow, self.clock, self.clock)
+        entry = _Entry(flow, self.clock)
         table = self._tables.setdefault(flow.table, [])
         if old is not None:
-            table[table.index(old)] = entry
+            table[table.index(old)] = entry  # entries compare by identity: no field comparisons
         else:
-            table.append(entry)
-            table.sort(key=lambda e: -e.flow.priority)  # stable: equal priorities keep install order
+            # after every entry of this priority or higher: equal priorities keep install order
+            at = len(table)
+            while at and table[at - 1].flow.priority < flow.priority:
+                at -= 1
+            table.insert(at, entry)
         self._by_key[flow.key] = entry
 
     def remove(self, key: FlowKey) -> bool:
@@ -123,8 +133,15 @@ class FlowTableSimulator:
         return expired
 
     def lookup(self, table: int, packet: Mapping[str, int]) -> Flow | None:
+        get = packet.get
         for entry in self._tables.get(table, ()):
-            if matches(entry.flow.match, packet):
+            for name, mask, value in entry.tests:
+                seen = get(name, 0)
+                if (seen if mask is None else seen & mask) != value:
+                    break
+            else:
+                if entry.raw:
+                    continue
                 entry.used = self.clock
                 return entry.flow
         return None
@@ -178,6 +195,7 @@ def matches(match: Match, packet: Mapping[str, int]) -> bool:
     return not match.raw
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a MAC learned again writes the same flow: build it once
 def learned_flow(entry: Learned) -> Flow:
     """The flow a learn action writes, as Open vSwitch builds it."""
     match = Match(tuple(MatchField(name, value, mask) for name, value, mask in entry.match))
