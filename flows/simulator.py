@@ -13,7 +13,6 @@ priority replace the old flow and restart its hard timeout, as
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -75,6 +74,17 @@ class FlowTableSimulator:
     clock: float = 0.0
     _tables: dict[int, list[_Entry]] = field(default_factory=dict)
     _by_key: dict[FlowKey, _Entry] = field(default_factory=dict)
+    _learned: dict[int, tuple[Learned, Flow]] = field(default_factory=dict)  # id(entry) -> (entry, its flow)
+
+    def learned_flow(self, entry: Learned) -> Flow:
+        """The flow for a learn action's entry, built once per entry object (the action hands the
+        same object over for the same packet bits)."""
+        known = self._learned.get(id(entry))
+        if known is None or known[0] is not entry:
+            if len(self._learned) >= 1 << 16:
+                self._learned.clear()
+            known = self._learned[id(entry)] = (entry, learned_flow(entry))
+        return known[1]
 
     @classmethod
     def of(cls, flows: Iterable[Flow]) -> FlowTableSimulator:
@@ -86,6 +96,9 @@ class FlowTableSimulator:
     def install(self, flow: Flow) -> None:
         """Add, or replace the flow with the same table, priority and match."""
         old = self._by_key.get(flow.key)
+        if old is not None and old.flow is flow:  # the same flow learned again: its timeouts restart
+            old.installed = old.used = self.clock
+            return
         entry = _Entry(flow, self.clock)
         table = self._tables.setdefault(flow.table, [])
         if old is not None:
@@ -180,7 +193,7 @@ class _Run(Execution):
         self.emitted.append(Emitted(port, vlan, self.packet.get("tun_id", 0)))
 
     def learn(self, entry: Learned) -> None:
-        flow = learned_flow(entry)
+        flow = self._switch.learned_flow(entry)
         self._switch.install(flow)
         self.learned.append(flow)
 
@@ -195,7 +208,6 @@ def matches(match: Match, packet: Mapping[str, int]) -> bool:
     return not match.raw
 
 
-@functools.lru_cache(maxsize=1 << 16)  # a MAC learned again writes the same flow: build it once
 def learned_flow(entry: Learned) -> Flow:
     """The flow a learn action writes, as Open vSwitch builds it."""
     match = Match(tuple(MatchField(name, value, mask) for name, value, mask in entry.match))
