@@ -13,7 +13,7 @@ priority replace the old flow and restart its hard timeout, as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -55,16 +55,82 @@ class Verdict:
 
 
 class _Entry:
-    """A flow in its table, with its match compiled to (field, mask, value) tests: a lookup is the
-    hot loop of every replay, and attribute lookups of Match and MatchField cost most of it."""
+    """A flow in its table, with the values its match compares (in its group's field order)."""
 
-    __slots__ = ("flow", "installed", "raw", "tests", "used")
+    __slots__ = ("flow", "installed", "used", "values")
 
     def __init__(self, flow: Flow, now: float) -> None:
         self.flow = flow
         self.installed = self.used = now
-        self.tests = tuple((item.name, item.mask, item.value) for item in flow.match.fields)
-        self.raw = bool(flow.match.raw)  # a part the simulator cannot evaluate never matches
+        self.values = tuple(item.value for item in flow.match.fields)
+
+
+class _Group:
+    """The flows of one table with one priority that match the same fields under the same masks:
+    a packet's masked values find the one flow of the group it matches with one dictionary lookup
+    (Open vSwitch's classifier is built the same way: tuple space search)."""
+
+    __slots__ = ("entries", "key", "priority", "signature")
+
+    def __init__(self, priority: int, signature: tuple[tuple[str, int | None], ...]) -> None:
+        self.priority = priority
+        self.signature = signature
+        self.entries: dict[tuple[int, ...], _Entry] = {}
+        self.key = _key_function(signature)
+
+
+def _key_function(signature: tuple[tuple[str, int | None], ...]) -> Callable[[Mapping[str, int]], tuple[int, ...]]:
+    """A packet's values under a group's fields and masks, as a function made for the signature
+    (the lookup's inner loop: a generator per group and packet would cost more than the search)."""
+    masks = tuple(-1 if mask is None else mask for _name, mask in signature)
+    names = tuple(name for name, _mask in signature)
+    if len(names) == 0:
+        return lambda packet: ()
+    if len(names) == 1:
+        (a,), (ma,) = names, masks
+        return lambda packet: (packet.get(a, 0) & ma,)
+    if len(names) == 2:
+        (a, b), (ma, mb) = names, masks
+        return lambda packet: (packet.get(a, 0) & ma, packet.get(b, 0) & mb)
+    pairs = tuple(zip(names, masks, strict=True))
+    return lambda packet: tuple(packet.get(name, 0) & mask for name, mask in pairs)
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.groups: list[_Group] = []  # descending priority; equal priorities in the order they came
+        self._by_signature: dict[tuple[int, tuple[tuple[str, int | None], ...]], _Group] = {}
+
+    def put(self, entry: _Entry) -> None:
+        flow = entry.flow
+        signature = tuple((item.name, item.mask) for item in flow.match.fields)
+        group = self._by_signature.get((flow.priority, signature))
+        if group is None:
+            group = self._by_signature[(flow.priority, signature)] = _Group(flow.priority, signature)
+            at = len(self.groups)
+            while at and self.groups[at - 1].priority < flow.priority:
+                at -= 1
+            self.groups.insert(at, group)
+        group.entries[entry.values] = entry
+
+    def drop(self, entry: _Entry) -> None:
+        flow = entry.flow
+        signature = tuple((item.name, item.mask) for item in flow.match.fields)
+        group = self._by_signature[(flow.priority, signature)]
+        del group.entries[entry.values]
+        if not group.entries:
+            del self._by_signature[(flow.priority, signature)]
+            self.groups.remove(group)
+
+    def entries(self) -> list[_Entry]:
+        return [entry for group in self.groups for entry in group.entries.values()]
+
+    def lookup(self, packet: Mapping[str, int]) -> _Entry | None:
+        for group in self.groups:
+            entry = group.entries.get(group.key(packet))
+            if entry is not None:
+                return entry
+        return None
 
 
 @dataclass
@@ -72,7 +138,7 @@ class FlowTableSimulator:
     """A switch's flow tables plus a clock; learned flows persist between packets."""
 
     clock: float = 0.0
-    _tables: dict[int, list[_Entry]] = field(default_factory=dict)
+    _tables: dict[int, _Table] = field(default_factory=dict)
     _by_key: dict[FlowKey, _Entry] = field(default_factory=dict)
     _learned: dict[int, tuple[Learned, Flow]] = field(default_factory=dict)  # id(entry) -> (entry, its flow)
 
@@ -99,23 +165,21 @@ class FlowTableSimulator:
         if old is not None and old.flow is flow:  # the same flow learned again: its timeouts restart
             old.installed = old.used = self.clock
             return
+        if flow.match.raw:  # a part the simulator cannot evaluate: such a flow never matches
+            self._by_key.pop(flow.key, None)
+            return
         entry = _Entry(flow, self.clock)
-        table = self._tables.setdefault(flow.table, [])
+        table = self._tables.setdefault(flow.table, _Table())
         if old is not None:
-            table[table.index(old)] = entry  # entries compare by identity: no field comparisons
-        else:
-            # after every entry of this priority or higher: equal priorities keep install order
-            at = len(table)
-            while at and table[at - 1].flow.priority < flow.priority:
-                at -= 1
-            table.insert(at, entry)
+            table.drop(old)
+        table.put(entry)
         self._by_key[flow.key] = entry
 
     def remove(self, key: FlowKey) -> bool:
         entry = self._by_key.pop(key, None)
         if entry is None:
             return False
-        self._tables[key[0]].remove(entry)
+        self._tables[key[0]].drop(entry)
         return True
 
     def apply(self, changes: Iterable[Change]) -> None:
@@ -127,37 +191,30 @@ class FlowTableSimulator:
                 self.install(change.flow)
 
     def flows(self) -> list[Flow]:
-        return [entry.flow for table in self._tables.values() for entry in table]
+        return [entry.flow for table in self._tables.values() for entry in table.entries()]
 
     def advance(self, seconds: float) -> list[Flow]:
         """Move the clock; return the flows whose hard or idle timeout expired."""
         self.clock += seconds
         expired = []
         for table in self._tables.values():
-            for entry in list(table):
+            for entry in table.entries():
                 flow = entry.flow
                 # Open vSwitch expires a flow once *more* than its timeout has passed.
                 hard = flow.hard_timeout and self.clock - entry.installed > flow.hard_timeout
                 idle = flow.idle_timeout and self.clock - entry.used > flow.idle_timeout
                 if hard or idle:
-                    table.remove(entry)
+                    table.drop(entry)
                     del self._by_key[flow.key]
                     expired.append(flow)
         return expired
 
     def lookup(self, table: int, packet: Mapping[str, int]) -> Flow | None:
-        get = packet.get
-        for entry in self._tables.get(table, ()):
-            for name, mask, value in entry.tests:
-                seen = get(name, 0)
-                if (seen if mask is None else seen & mask) != value:
-                    break
-            else:
-                if entry.raw:
-                    continue
-                entry.used = self.clock
-                return entry.flow
-        return None
+        found = self._tables[table].lookup(packet) if table in self._tables else None
+        if found is None:
+            return None
+        found.used = self.clock
+        return found.flow
 
     def process(self, packet: Mapping[str, int]) -> Verdict:
         """Run one packet through the pipeline from table 0; each action executes itself."""
