@@ -8,19 +8,25 @@ Exit status (flows.exitstatus): 0 success, 1 a difference or failed check,
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from controller import inspect, remote, replay, trace
-from controller.launcher import DEFAULT_METRICS_PORT, RunOptions, Tls, default_ovsdb_target, run
-from controller.takeover import parse_cookies
-from flows.config import Config, InvalidConfig, load_config
+from controller.launcher import DEFAULT_METRICS_PORT
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
-from flows.flow import render_flows
-from flows.model import build_bridge
-from flows.pipeline import build
-from mininet_topos import cli as testbed_cli
-from ovshost.datapath import datapath_type
+
+if TYPE_CHECKING:
+    from flows.config import Config
+
+# The modules that declare the other commands (`add_commands`), by command: a command's own module is
+# the only one imported to run it (`brtun apply` is a short-lived client: every import is start-up time).
+COMMAND_MODULES = {
+    "flows": "controller.inspect", "diff": "controller.inspect",
+    "apply": "controller.remote", "state": "controller.remote", "edit": "controller.remote",
+    "trace": "controller.trace", "replay": "controller.replay",
+    "demo": "mininet_topos.cli", "testbed": "mininet_topos.cli",
+}
 
 DESCRIPTION = """\
 brtun reimplements OpenStack Neutron's tunnel bridge (br-tun) as an os-ken
@@ -31,6 +37,8 @@ ARP responder, with Neutron's tables and flows.
 
 
 def _load(path: str) -> Config:
+    from flows.config import InvalidConfig, load_config
+
     try:
         return load_config(path)
     except InvalidConfig as error:
@@ -52,6 +60,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from flows.flow import render_flows
+    from flows.model import build_bridge
+    from flows.pipeline import build
+
     config = _load(args.config)
     if args.host is not None and args.host not in config.host_names:
         print(f"brtun render: no host {args.host!r} in {args.config} "
@@ -74,6 +86,10 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from controller.launcher import RunOptions, Tls, default_ovsdb_target, run  # os-ken's, and only `run`'s
+    from controller.takeover import parse_cookies
+    from ovshost.datapath import datapath_type
+
     listen_host, listen_port = args.listen
     tls_files = (args.ssl_key, args.ssl_cert, args.ssl_ca_cert)
     if any(tls_files) and not all(tls_files):
@@ -96,7 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                           takeover=args.takeover is not None, takeover_cookies=takeover))
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """brtun's parser; for a `command` of COMMAND_MODULES, with only that module's commands besides
+    check, render and run (the full parser imports every command module)."""
     top = argparse.ArgumentParser(prog="brtun", description=DESCRIPTION,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -160,13 +178,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
-    for module in (inspect, remote, trace, replay, testbed_cli):
-        module.add_commands(commands)
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else dict.fromkeys(COMMAND_MODULES.values())
+    for name in modules:
+        importlib.import_module(name).add_commands(commands)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args))
     except BrokenPipeError:  # `brtun render ... | head`

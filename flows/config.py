@@ -16,7 +16,7 @@ from typing import Any
 
 from flows import naming, yamlsource
 from flows.checker import Checker, ConfigError
-from flows.tables import TUNNEL_TYPES
+from flows.naming import TUNNEL_TYPES
 
 DEFAULT_COOKIE = 0x5E1EC7AB1E  # stable across restarts, so flows stay ours
 MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
