@@ -13,12 +13,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.control import ControlError, request
+from controller.control import ControlError, request, request_all
 from flows import edits
 from flows.config import InvalidConfig, load_config
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -93,9 +92,11 @@ class Rollout:
 
 def each(agents: list[Target], payload: Callable[[Target], dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Ask every agent at once: a change reaches ten hosts in the time of the slowest."""
-    with ThreadPoolExecutor(max_workers=max(1, len(agents))) as pool:
-        futures = {t.host: pool.submit(_ask, t, payload(t)) for t in agents}
-        return {host: future.result() for host, future in futures.items()}
+    replies = request_all({t.host: (t.socket, payload(t)) for t in agents})
+    for host, reply in replies.items():
+        if isinstance(reply, ControlError):
+            raise Unreachable(f"{host}: {reply}")
+    return replies  # type: ignore[return-value]  (every one a reply, checked above)
 
 
 def rollout(agents: list[Target], text: str, path: str | None, dry_run: bool = False,

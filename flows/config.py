@@ -135,6 +135,13 @@ def load_config(path: str) -> Config:
 
 
 def parse_config(text: str) -> Config:
+    """The config in `text`, validated; InvalidConfig lists every problem, each with its line."""
+    plain = yamlsource.load_plain(text)
+    if plain is not None:
+        try:
+            return validate(plain)
+        except InvalidConfig:
+            pass  # told again below, with lines and the text as written
     try:
         source = yamlsource.load(text)
     except yamlsource.YamlError as error:
