@@ -4,9 +4,12 @@
 
 Both replay the same generated packets (tests/packetgen.py) through the
 same flows (tests/data/configs/mixed.yaml, host h1); the baseline is
-`ovs-appctl ofproto/trace -generate` per packet on a private Open vSwitch.
-Reports medians and the ratio, and writes bench/results/replay.{md,json}.
-Needs root (for the switch).
+Open vSwitch's `ofproto/trace -generate` on a private switch, asked over one
+persistent unixctl connection (what `ovs-appctl` sends, without a process
+per packet: the fairest baseline).  Each run times the simulator just before
+and just after the traced batch, so each run's ratio compares figures taken
+under the same load; reports the median ratio and its spread, and writes
+bench/results/replay.{md,json}.  Needs root (for the switch).
 """
 
 from __future__ import annotations
@@ -62,24 +65,31 @@ def main() -> int:
     parser.add_argument("--traced", type=int, default=300, help="packets through ofproto/trace per run")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    sim, live = [], []
+    sim, live, ratios = [], [], []
     with ScratchSwitch() as switch:
         for run in range(args.repeat):
-            batch = packets(args.packets, seed=run)
-            sim.append(simulator_pps(batch))
-            live.append(trace_pps(switch, batch[: args.traced]))
-            print(f"run {run + 1}: simulator {sim[-1]:,.0f} pps, ofproto/trace {live[-1]:,.0f} pps", flush=True)
+            batch = packets(args.packets, seed=run)  # new packets each run: nothing learned before
+            before = simulator_pps(batch)
+            traced = trace_pps(switch, batch[: args.traced])
+            after = simulator_pps(packets(args.packets, seed=1000 + run))
+            sim.append((before + after) / 2)
+            live.append(traced)
+            ratios.append(sim[-1] / traced)
+            print(f"run {run + 1}: simulator {before:,.0f} / {after:,.0f} pps, ofproto/trace {traced:,.0f} pps: "
+                  f"{ratios[-1]:.0f}x", flush=True)
     result = {
-        "id": "P4", "what": "replay simulator packets per second",
+        "id": "P4", "what": "replay simulator packets per second vs ofproto/trace over one unixctl connection",
         "simulator_pps_median": round(statistics.median(sim)), "trace_pps_median": round(statistics.median(live)),
-        "ratio": round(statistics.median(sim) / statistics.median(live), 1), "goal": ">= 100x",
+        "ratio": round(statistics.median(ratios), 1), "ratio_min": round(min(ratios), 1),
+        "ratio_max": round(max(ratios), 1), "goal": ">= 100x",
         "runs": args.repeat, "packets": args.packets, "traced": args.traced,
         **report.provenance(),
     }
     report.write("replay", result,
-        "| id | what | simulator (median) | ofproto/trace (median) | ratio | goal |\n|---|---|---|---|---|---|\n"
+        "| id | what | simulator (median) | ofproto/trace over unixctl (median) | ratio (median, min-max) | goal |\n"
+        "|---|---|---|---|---|---|\n"
         f"| P4 | replay, packets/s | {result['simulator_pps_median']:,} | {result['trace_pps_median']:,} | "
-        f"{result['ratio']}x | >= 100x |\n")
+        f"{result['ratio']}x ({result['ratio_min']}-{result['ratio_max']}) | >= 100x |\n")
     print(json.dumps(result))
     return 0 if result["ratio"] >= 100 else 1
 

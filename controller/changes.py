@@ -11,6 +11,7 @@ of the agent only what `ChangeTarget` lists.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -32,6 +33,10 @@ class Rejected(ValueError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))
         self.errors = errors
+
+
+# id(agent) -> the text of its latest proposed change, and that change (see Change.proposed)
+_last_proposed: dict[int, tuple[str, Change]] = {}
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,9 +126,22 @@ class Change:
                  parsed: Config | None = None) -> Change:
         """The change to `text`, checked as `brtun apply` checks it; Rejected if it cannot be made.
 
-        `parsed` is `text` already parsed and validated (by the agent's bounded parser child)."""
+        `parsed` is `text` already parsed and validated (by the agent's bounded parser child).
+        `brtun apply` asks for the same change twice, to validate it and then to apply it: unless the
+        agent's config changed in between, the second time is the first one's change (the same
+        effective config, so the same pipeline, built once), its one check that depends on the
+        moment (is br-tun connected?) made again."""
+        last = _last_proposed.get(id(agent))
+        if last is not None and last[0] == text and last[1].old is agent.config \
+                and last[1].old_origin is agent.origin:
+            change = dataclasses.replace(last[1], new_origin=agent.origin.after(text, path, edit))
+            change.check_connected(agent)
+            return change
         new = parsed if parsed is not None else _parse(text)
-        return cls.to(agent, new, agent.origin.after(text, path, edit))
+        change = cls.to(agent, new, agent.origin.after(text, path, edit))
+        _last_proposed.clear()  # one agent per process: the latest proposal is the one apply follows
+        _last_proposed[id(agent)] = (text, change)
+        return change
 
     @classmethod
     def to(cls, agent: ChangeTarget, new: Config, new_origin: Origin) -> Change:
@@ -134,10 +152,15 @@ class Change:
             raise Rejected(problems)
         effective = transition.pin_local_vlans(new, host, _local_vlans(host, old))
         steps = transition.steps(*agent.pipeline(old), *agent.pipeline(effective), effective)
-        if steps.held and not agent.connected(dbplan.BR_TUN):
-            raise Rejected([f"local VLAN {', '.join(map(str, sorted(steps.held)))} would change network while "
-                            "br-tun is not connected: that needs br-tun and br-int to change in step"])
-        return cls(old, origin, effective, new_origin, steps)
+        change = cls(old, origin, effective, new_origin, steps)
+        change.check_connected(agent)
+        return change
+
+    def check_connected(self, agent: ChangeTarget) -> None:
+        """Rejected if a local VLAN changes network while br-tun is not connected."""
+        if self.planned.held and not agent.connected(dbplan.BR_TUN):
+            raise Rejected([f"local VLAN {', '.join(map(str, sorted(self.planned.held)))} would change network "
+                            "while br-tun is not connected: that needs br-tun and br-int to change in step"])
 
     def preview(self, agent: ChangeTarget) -> dict[str, Any]:
         """The dry run: everything `apply` would check, and what it would change."""
@@ -145,7 +168,11 @@ class Change:
         for bridge in (dbplan.BR_TUN, dbplan.BR_INT):
             # against the pipeline the agent keeps the switch at (the canary repairs any drift):
             # no switch round trip, so a dry run costs nothing at any scale
-            result = diff(agent.desired(bridge, self.new), agent.desired(bridge, self.old), self.new.cookie)
+            new, old = agent.desired(bridge, self.new), agent.desired(bridge, self.old)
+            if new is old:  # br-int's flows, built once per cookie, which a change cannot change
+                flows[bridge] = {kind.value: 0 for kind in Kind}
+                continue
+            result = diff(new, old, self.new.cookie)
             flows[bridge] = {kind.value: len(result.of_kind(kind)) for kind in Kind}
         return {"database": [op.describe() for op in agent.database_plan(self.new).operations], "flows": flows,
                 "local_vlans": _local_vlans(agent.host_name, self.new),
@@ -243,6 +270,13 @@ def _carry_out(agent: ChangeTarget, old: Config, new: Config, progress: _Progres
 def preview(agent: ChangeTarget, text: str, parsed: Config | None = None) -> dict[str, Any]:
     """The dry run of `brtun apply --dry-run` and `brtun edit --dry-run`."""
     return Change.proposed(agent, text, parsed=parsed).preview(agent)
+
+
+def validated_last(agent: ChangeTarget, text: str) -> bool:
+    """Whether `text` is what this agent validated last, its config unchanged since: `brtun apply`
+    sends the text it validated, whose parse (in the bounded child) need not be done again."""
+    last = _last_proposed.get(id(agent))
+    return last is not None and last[0] == text and last[1].old is agent.config and last[1].old_origin is agent.origin
 
 
 def apply(agent: ChangeTarget, text: str, path: str | None, edit: str | None = None,

@@ -8,20 +8,26 @@ Exit status (flows.exitstatus): 0 success, 1 a difference or failed check,
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from controller import inspect, remote, replay, trace
 from controller.endpoints import Listen, Tls, default_listen
-from controller.launcher import DEFAULT_METRICS_PORT, RunOptions, default_ovsdb_target, run
-from controller.takeover import parse_cookies
-from flows.config import Config, InvalidConfig, load_config
+from controller.launcher import DEFAULT_METRICS_PORT
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
-from flows.flow import render_flows
-from flows.model import build_bridge
-from flows.pipeline import build
-from mininet_topos import cli as testbed_cli
-from ovshost.datapath import datapath_type
+
+if TYPE_CHECKING:
+    from flows.config import Config
+
+# The modules that declare the other commands (`add_commands`), by command: a command's own module is
+# the only one imported to run it (`brtun apply` is a short-lived client: every import is start-up time).
+COMMAND_MODULES = {
+    "flows": "controller.inspect", "diff": "controller.inspect",
+    "apply": "controller.remote", "state": "controller.remote", "edit": "controller.remote",
+    "trace": "controller.trace", "replay": "controller.replay",
+    "demo": "mininet_topos.cli", "testbed": "mininet_topos.cli",
+}
 
 DESCRIPTION = """\
 brtun reimplements OpenStack Neutron's tunnel bridge (br-tun) as an os-ken
@@ -32,6 +38,8 @@ ARP responder, with Neutron's tables and flows.
 
 
 def _load(path: str) -> Config:
+    from flows.config import InvalidConfig, load_config
+
     try:
         return load_config(path)
     except InvalidConfig as error:
@@ -53,6 +61,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from flows.flow import render_flows
+    from flows.model import build_bridge
+    from flows.pipeline import build
+
     config = _load(args.config)
     if args.host is not None and args.host not in config.host_names:
         print(f"brtun render: no host {args.host!r} in {args.config} "
@@ -75,6 +87,10 @@ def _listen(text: str) -> Listen:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from controller.launcher import RunOptions, default_ovsdb_target, run  # os-ken's, and only `run`'s
+    from controller.takeover import parse_cookies
+    from ovshost.datapath import datapath_type
+
     if (args.config is None) == (not args.neutron):
         print("brtun run: give a CONFIG file or --neutron CONF (Neutron's agent config), one of the two",
               file=sys.stderr)
@@ -109,7 +125,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                           neutron=tuple(args.neutron or ()), no_switch=args.no_switch))
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """brtun's parser; for a `command` of COMMAND_MODULES, with only that module's commands besides
+    check, render and run (the full parser imports every command module)."""
     top = argparse.ArgumentParser(prog="brtun", description=DESCRIPTION,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -183,13 +201,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
-    for module in (inspect, remote, trace, replay, testbed_cli):
-        module.add_commands(commands)
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else dict.fromkeys(COMMAND_MODULES.values())
+    for name in modules:
+        importlib.import_module(name).add_commands(commands)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args))
     except BrokenPipeError:  # `brtun render ... | head`

@@ -40,8 +40,8 @@ from neutron_lib.plugins.ml2 import ovs_constants
 from oslo_config import cfg
 
 from flows.config import DEFAULT_COOKIE, Options
+from flows.naming import TUNNEL_TYPES
 from flows.neutronstate import LocalHost
-from flows.tables import TUNNEL_TYPES
 
 LOG = logging.getLogger("brtun.neutron")
 BINARY = "neutron-openvswitch-agent"  # what the server's agent list and the openvswitch mechanism driver expect

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.agent import Agent
-from controller.changes import Rejected, apply, edited, preview, without_lines
+from controller.changes import Rejected, apply, edited, preview, validated_last, without_lines
 from controller.sandbox import Refused, Sandbox
 from flows import edits
 from flows.config import Config, InvalidConfig, read_config_text
@@ -113,7 +113,9 @@ class Operations:
             config = self.parse(request["config"])
             return lambda: preview(agent, request["config"], config)
         if op == "apply":
-            config = self.parse(request["config"])
+            # the text the agent just validated (in the parser child) is not parsed again: the change
+            # it proposed then is applied (controller.changes.Change.proposed)
+            config = None if validated_last(agent, request["config"]) else self.parse(request["config"])
             return lambda: apply(agent, request["config"], request.get("path"), request.get("edit"), config)
         if op == "reload":
             text, path, config = self.read_file()

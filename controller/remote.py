@@ -13,12 +13,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.control import ControlError, request
+from controller.control import ControlError, request, request_all
 from flows import edits
 from flows.config import InvalidConfig, load_config
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -91,11 +90,13 @@ class Rollout:
         return [host for host, reply in self.verdicts.items() if not reply["ok"]]
 
 
-def _each(agents: list[Target], payload: Callable[[Target], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def each(agents: list[Target], payload: Callable[[Target], dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Ask every agent at once: a change reaches ten hosts in the time of the slowest."""
-    with ThreadPoolExecutor(max_workers=max(1, len(agents))) as pool:
-        futures = {t.host: pool.submit(_ask, t, payload(t)) for t in agents}
-        return {host: future.result() for host, future in futures.items()}
+    replies = request_all({t.host: (t.socket, payload(t)) for t in agents})
+    for host, reply in replies.items():
+        if isinstance(reply, ControlError):
+            raise Unreachable(f"{host}: {reply}")
+    return replies  # type: ignore[return-value]  (every one a reply, checked above)
 
 
 def rollout(agents: list[Target], text: str, path: str | None, dry_run: bool = False,
@@ -106,16 +107,16 @@ def rollout(agents: list[Target], text: str, path: str | None, dry_run: bool = F
     None for a run-time edit, described by `edit`."""
     source = {"path": path} if path is not None else {"edit": edit or "run-time edit"}
     started = time.perf_counter()
-    verdicts = _each(agents, lambda t: {"op": "validate", "config": text})
+    verdicts = each(agents, lambda t: {"op": "validate", "config": text})
     validated = time.perf_counter()
     if dry_run or any(not reply["ok"] for reply in verdicts.values()):
         return Rollout(verdicts, {}, {}, validated - started, validated - started)
-    replies = _each(agents, lambda t: {"op": "apply", "config": text, **source})
+    replies = each(agents, lambda t: {"op": "apply", "config": text, **source})
     seconds = time.perf_counter() - started
     failed = {host: reply for host, reply in replies.items() if not reply["ok"]}
     if failed:  # each validate reply carries the config that agent had: put it back
         went_back = [t for t in agents if t.host not in failed]
-        _each(went_back, lambda t: {"op": "apply", "config": verdicts[t.host]["current"]["text"],
+        each(went_back, lambda t: {"op": "apply", "config": verdicts[t.host]["current"]["text"],
                                     "path": verdicts[t.host]["current"]["path"]})
     applied = {host: reply for host, reply in replies.items() if reply["ok"]}
     return Rollout(verdicts, applied, failed, seconds, validated - started)
@@ -232,7 +233,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         fields["host"] = args.on_host
     try:
         agents, _ = targets(args)
-        current = _each(agents, lambda t: {"op": "config"})
+        current = each(agents, lambda t: {"op": "config"})
     except Unreachable as error:
         print(f"brtun edit: {error}; nothing changed", file=sys.stderr)
         return EXIT_FAILED

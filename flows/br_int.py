@@ -9,6 +9,7 @@ its flows.  Table numbers are neutron-lib's `ovs_constants`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from flows.actions import Output
@@ -47,8 +48,10 @@ TABLES: dict[int, IntTable] = {t.number: t for t in (
 )}
 
 
+@functools.lru_cache(maxsize=4)
 def build(cookie: int) -> tuple[Flow, ...]:
-    """Every flow br-int should hold."""
+    """Every flow br-int should hold.  They depend on the cookie alone, so they are built once per
+    cookie (flows are immutable values) and a config change compares br-int by identity."""
     normal = (Output(OFPP_NORMAL),)
     return (
         Flow(LOCAL_SWITCHING, OPENFLOW_MAX_PRIORITY, Match.of(dl_vlan=DEAD_VLAN), cookie=cookie),

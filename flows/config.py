@@ -17,7 +17,7 @@ from typing import Any
 
 from flows import naming, yamlsource
 from flows.checker import Checker, ConfigError
-from flows.tables import TUNNEL_TYPES
+from flows.naming import TUNNEL_TYPES
 
 DEFAULT_COOKIE = 0x5E1EC7AB1E  # stable across restarts, so flows stay ours
 MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
@@ -150,6 +150,13 @@ def read_config_text(path: str) -> str:
 
 
 def parse_config(text: str) -> Config:
+    """The config in `text`, validated; InvalidConfig lists every problem, each with its line."""
+    plain = yamlsource.load_plain(text)
+    if plain is not None:
+        try:
+            return validate(plain)
+        except InvalidConfig:
+            pass  # told again below, with lines and the text as written
     try:
         source = yamlsource.load(text)
     except yamlsource.YamlError as error:

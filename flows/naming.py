@@ -40,6 +40,7 @@ FIRST_SPARE_OFPORT = 0x4000  # above every preferred number: where colliding por
 DEAD_VLAN = 4095  # Neutron tags unbound ports with it; br-int drops it
 IFNAME_MAX = 15
 
+TUNNEL_TYPES = ("gre", "vxlan", "geneve")  # here, not in flows.tables: validating a config loads no action
 TYPE_DIGIT = {"gre": 1, "vxlan": 2, "geneve": 3}
 
 

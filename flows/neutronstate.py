@@ -43,7 +43,7 @@ from typing import Any
 
 from flows.checker import NAME_PATTERN
 from flows.config import MAX_KEY, Config, Options, validate
-from flows.tables import TUNNEL_TYPES
+from flows.naming import TUNNEL_TYPES
 from flows.yamlsource import Source
 
 FLOODING_MAC = "00:00:00:00:00:00"  # l2population's flooding entry: (this MAC, this IP)

@@ -13,8 +13,9 @@ priority replace the old flow and restart its hard timeout, as
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from flows import fields
 from flows.actions import Execution, Learned, Packet
@@ -24,17 +25,16 @@ from flows.flow import Flow, FlowKey, Match, MatchField
 MAX_RESUBMITS = 64
 
 
-@dataclass(frozen=True)
-class Emitted:
-    """A packet leaving on a port, with the headers it left with."""
+class Emitted(NamedTuple):
+    """A packet leaving on a port, with the headers it left with (a named tuple: made for every
+    output of every simulated packet, where a frozen dataclass's __init__ costs three times more)."""
 
     port: int
     vlan: int | None  # the 802.1Q VID, None when untagged
     tun_id: int
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     table: int
     flow: Flow | None  # None: table miss
 
@@ -54,11 +54,83 @@ class Verdict:
         return tuple(sorted(e.port for e in self.emitted))
 
 
-@dataclass
 class _Entry:
-    flow: Flow
-    installed: float
-    used: float
+    """A flow in its table, with the values its match compares (in its group's field order)."""
+
+    __slots__ = ("flow", "installed", "used", "values")
+
+    def __init__(self, flow: Flow, now: float) -> None:
+        self.flow = flow
+        self.installed = self.used = now
+        self.values = tuple(item.value for item in flow.match.fields)
+
+
+class _Group:
+    """The flows of one table with one priority that match the same fields under the same masks:
+    a packet's masked values find the one flow of the group it matches with one dictionary lookup
+    (Open vSwitch's classifier is built the same way: tuple space search)."""
+
+    __slots__ = ("entries", "key", "priority", "signature")
+
+    def __init__(self, priority: int, signature: tuple[tuple[str, int | None], ...]) -> None:
+        self.priority = priority
+        self.signature = signature
+        self.entries: dict[tuple[int, ...], _Entry] = {}
+        self.key = _key_function(signature)
+
+
+def _key_function(signature: tuple[tuple[str, int | None], ...]) -> Callable[[Mapping[str, int]], tuple[int, ...]]:
+    """A packet's values under a group's fields and masks, as a function made for the signature
+    (the lookup's inner loop: a generator per group and packet would cost more than the search)."""
+    masks = tuple(-1 if mask is None else mask for _name, mask in signature)
+    names = tuple(name for name, _mask in signature)
+    if len(names) == 0:
+        return lambda packet: ()
+    if len(names) == 1:
+        (a,), (ma,) = names, masks
+        return lambda packet: (packet.get(a, 0) & ma,)
+    if len(names) == 2:
+        (a, b), (ma, mb) = names, masks
+        return lambda packet: (packet.get(a, 0) & ma, packet.get(b, 0) & mb)
+    pairs = tuple(zip(names, masks, strict=True))
+    return lambda packet: tuple(packet.get(name, 0) & mask for name, mask in pairs)
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.groups: list[_Group] = []  # descending priority; equal priorities in the order they came
+        self._by_signature: dict[tuple[int, tuple[tuple[str, int | None], ...]], _Group] = {}
+
+    def put(self, entry: _Entry) -> None:
+        flow = entry.flow
+        signature = tuple((item.name, item.mask) for item in flow.match.fields)
+        group = self._by_signature.get((flow.priority, signature))
+        if group is None:
+            group = self._by_signature[(flow.priority, signature)] = _Group(flow.priority, signature)
+            at = len(self.groups)
+            while at and self.groups[at - 1].priority < flow.priority:
+                at -= 1
+            self.groups.insert(at, group)
+        group.entries[entry.values] = entry
+
+    def drop(self, entry: _Entry) -> None:
+        flow = entry.flow
+        signature = tuple((item.name, item.mask) for item in flow.match.fields)
+        group = self._by_signature[(flow.priority, signature)]
+        del group.entries[entry.values]
+        if not group.entries:
+            del self._by_signature[(flow.priority, signature)]
+            self.groups.remove(group)
+
+    def entries(self) -> list[_Entry]:
+        return [entry for group in self.groups for entry in group.entries.values()]
+
+    def lookup(self, packet: Mapping[str, int]) -> _Entry | None:
+        for group in self.groups:
+            entry = group.entries.get(group.key(packet))
+            if entry is not None:
+                return entry
+        return None
 
 
 @dataclass
@@ -66,8 +138,19 @@ class FlowTableSimulator:
     """A switch's flow tables plus a clock; learned flows persist between packets."""
 
     clock: float = 0.0
-    _tables: dict[int, list[_Entry]] = field(default_factory=dict)
+    _tables: dict[int, _Table] = field(default_factory=dict)
     _by_key: dict[FlowKey, _Entry] = field(default_factory=dict)
+    _learned: dict[int, tuple[Learned, Flow]] = field(default_factory=dict)  # id(entry) -> (entry, its flow)
+
+    def learned_flow(self, entry: Learned) -> Flow:
+        """The flow for a learn action's entry, built once per entry object (the action hands the
+        same object over for the same packet bits)."""
+        known = self._learned.get(id(entry))
+        if known is None or known[0] is not entry:
+            if len(self._learned) >= 1 << 16:
+                self._learned.clear()
+            known = self._learned[id(entry)] = (entry, learned_flow(entry))
+        return known[1]
 
     @classmethod
     def of(cls, flows: Iterable[Flow]) -> FlowTableSimulator:
@@ -79,20 +162,24 @@ class FlowTableSimulator:
     def install(self, flow: Flow) -> None:
         """Add, or replace the flow with the same table, priority and match."""
         old = self._by_key.get(flow.key)
-        entry = _Entry(flow, self.clock, self.clock)
-        table = self._tables.setdefault(flow.table, [])
+        if old is not None and old.flow is flow:  # the same flow learned again: its timeouts restart
+            old.installed = old.used = self.clock
+            return
+        if flow.match.raw:  # a part the simulator cannot evaluate: such a flow never matches
+            self._by_key.pop(flow.key, None)
+            return
+        entry = _Entry(flow, self.clock)
+        table = self._tables.setdefault(flow.table, _Table())
         if old is not None:
-            table[table.index(old)] = entry
-        else:
-            table.append(entry)
-            table.sort(key=lambda e: -e.flow.priority)  # stable: equal priorities keep install order
+            table.drop(old)
+        table.put(entry)
         self._by_key[flow.key] = entry
 
     def remove(self, key: FlowKey) -> bool:
         entry = self._by_key.pop(key, None)
         if entry is None:
             return False
-        self._tables[key[0]].remove(entry)
+        self._tables[key[0]].drop(entry)
         return True
 
     def apply(self, changes: Iterable[Change]) -> None:
@@ -104,46 +191,59 @@ class FlowTableSimulator:
                 self.install(change.flow)
 
     def flows(self) -> list[Flow]:
-        return [entry.flow for table in self._tables.values() for entry in table]
+        return [entry.flow for table in self._tables.values() for entry in table.entries()]
 
     def advance(self, seconds: float) -> list[Flow]:
         """Move the clock; return the flows whose hard or idle timeout expired."""
         self.clock += seconds
         expired = []
         for table in self._tables.values():
-            for entry in list(table):
+            for entry in table.entries():
                 flow = entry.flow
                 # Open vSwitch expires a flow once *more* than its timeout has passed.
                 hard = flow.hard_timeout and self.clock - entry.installed > flow.hard_timeout
                 idle = flow.idle_timeout and self.clock - entry.used > flow.idle_timeout
                 if hard or idle:
-                    table.remove(entry)
+                    table.drop(entry)
                     del self._by_key[flow.key]
                     expired.append(flow)
         return expired
 
     def lookup(self, table: int, packet: Mapping[str, int]) -> Flow | None:
-        for entry in self._tables.get(table, ()):
-            if matches(entry.flow.match, packet):
-                entry.used = self.clock
-                return entry.flow
-        return None
+        found = self._tables[table].lookup(packet) if table in self._tables else None
+        if found is None:
+            return None
+        found.used = self.clock
+        return found.flow
 
     def process(self, packet: Mapping[str, int]) -> Verdict:
-        """Run one packet through the pipeline from table 0; each action executes itself."""
+        """Run one packet through the pipeline from table 0; each action executes itself.
+
+        The tables' lookups are inlined here: this loop is what a replay spends its time in."""
         run = _Run(dict(packet), self)
+        state = run.packet
+        tables = self._tables
         hits: list[Hit] = []
-        table: int | None = 0
+        number: int | None = 0
         for _ in range(MAX_RESUBMITS):
-            if table is None:
+            if number is None:
                 break
-            flow = self.lookup(table, run.packet)
-            hits.append(Hit(table, flow))
-            if flow is None:
+            found = None
+            table = tables.get(number)
+            if table is not None:
+                for group in table.groups:
+                    found = group.entries.get(group.key(state))
+                    if found is not None:
+                        break
+            if found is None:
+                hits.append(tuple.__new__(Hit, (number, None)))
                 break
+            found.used = self.clock
+            flow = found.flow
+            hits.append(tuple.__new__(Hit, (number, flow)))
             for action in flow.actions:
-                action.execute(run.packet, run)
-            table = flow.goto
+                action.execute(state, run)
+            number = flow.goto
         return Verdict(tuple(run.emitted), tuple(run.learned), tuple(hits))
 
 
@@ -163,7 +263,7 @@ class _Run(Execution):
         self.emitted.append(Emitted(port, vlan, self.packet.get("tun_id", 0)))
 
     def learn(self, entry: Learned) -> None:
-        flow = learned_flow(entry)
+        flow = self._switch.learned_flow(entry)
         self._switch.install(flow)
         self.learned.append(flow)
 

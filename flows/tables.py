@@ -23,7 +23,6 @@ UCAST_TO_TUN = 20
 ARP_RESPONDER = 21
 FLOOD_TO_TUN = 22
 
-TUNNEL_TYPES = ("gre", "vxlan", "geneve")
 TUN_TABLE = {"gre": GRE_TUN_TO_LV, "vxlan": VXLAN_TUN_TO_LV, "geneve": GENEVE_TUN_TO_LV}
 
 # Priorities Neutron's br_tun.py uses, named for what they mean.

@@ -185,6 +185,52 @@ def _prescan(text: str) -> int:
         loader.dispose()
 
 
+class _Duplicate(Exception):
+    """A mapping gives a key twice: only `load` can say where."""
+
+
+class _PlainLoader(_LOADER):  # type: ignore[misc,valid-type]
+    """libyaml's safe loader, refusing a mapping that gives a key twice (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)  # merges (<<) flattened first
+        if len(mapping) != len(node.value):
+            raise _Duplicate
+        return mapping
+
+
+def load_plain(text: str) -> Source | None:
+    """The data alone, without where each value was written; None when the text is not a plain
+    valid document (a duplicate key, not YAML, over a limit, a number no field takes, ...).
+
+    A valid config never needs the origins: only errors quote lines and written text.  Loading
+    without them is a third of the time of `load` (no node walk in Python, no origin per value), so
+    a config is first loaded plainly and validated, and loaded again with `load` only to report
+    errors.  The same bounds hold as for `load` (size, the prescan's depth and count, what aliases
+    expand to) before libyaml's composer runs."""
+    if len(text) > MAX_BYTES or "\x00" in text:
+        return None
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        aliases = _prescan(text)
+        loader = _PlainLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return Source(None)
+            if aliases:
+                _expansion(node)
+            return Source(loader.construct_document(node))
+        finally:
+            loader.dispose()
+    except (YamlError, _Duplicate, yaml.YAMLError, TypeError, ValueError, OverflowError):
+        return None  # TypeError: an unhashable key; ValueError: an impossible date, a number too long
+    finally:
+        if paused:
+            gc.enable()
+
+
 def _expansion(root: yaml.Node) -> None:
     """What the document's aliases expand to: at most MAX_NODES values, nested at most MAX_DEPTH
     deep, and no alias inside its own anchor (the node graph must be a tree once expanded).

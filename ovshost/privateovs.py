@@ -28,6 +28,30 @@ class OvsError(RuntimeError):
     pass
 
 
+class Appctl:
+    """One connection to a daemon's unixctl socket (Open vSwitch's own Python client)."""
+
+    def __init__(self, path: Path) -> None:
+        from ovs.unixctl.client import UnixctlClient  # imports Open vSwitch's poller: only when used
+
+        error, client = UnixctlClient.create(str(path))
+        if error:
+            raise OvsError(f"cannot connect to {path}: {os.strerror(error)}")
+        self._client = client
+        self.path = path
+
+    def __call__(self, command: str, *argv: str) -> str:
+        error, reply, result = self._client.transact(command, list(argv))
+        if error:
+            raise OvsError(f"{command} over {self.path}: {os.strerror(error)}")
+        if reply is not None:  # the command's own error
+            raise OvsError(f"{command}: {reply.strip()}")
+        return str(result)
+
+    def close(self) -> None:
+        self._client.close()
+
+
 @dataclass
 class PrivateOvs:
     name: str  # also the namespace name
@@ -93,6 +117,14 @@ class PrivateOvs:
         database (bridges, ports, controllers) stays, as after `systemctl restart` of the switch."""
         pids.stop(self.rundir / "ovs-vswitchd.pid", str(self.rundir))
         self._start_vswitchd()
+
+    def appctl(self) -> Appctl:
+        """A persistent unixctl connection to this instance's ovs-vswitchd: what `ovs-appctl` does,
+        without starting a process per command (ofproto/trace 10x faster)."""
+        pid = self.pid("ovs-vswitchd")
+        if pid is None:
+            raise OvsError(f"{self.name}: ovs-vswitchd is not running")
+        return Appctl(self.rundir / f"ovs-vswitchd.{pid}.ctl")
 
     def pid(self, daemon: str) -> int | None:
         """The daemon's PID from its pidfile, if that process is still this instance's."""

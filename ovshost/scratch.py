@@ -29,7 +29,7 @@ from flows.naming import PATCH_INT, ovs_port_type
 from flows.simulator import Verdict
 from flows.textparse import parse_dump
 from flows.tracetext import parse_trace, trace_flow_text
-from ovshost.privateovs import PrivateOvs
+from ovshost.privateovs import Appctl, PrivateOvs
 
 RUN_ROOT = Path("/run/brtun-replay")
 BRIDGE = "br-tun"
@@ -44,6 +44,7 @@ class ScratchSwitch:
         self.datapath_type = datapath_type
         self._ports: dict[str, int] = {}
         self._flows_file = self.ovs.rundir / "flows"
+        self._appctl: Appctl | None = None
 
     def __enter__(self) -> ScratchSwitch:
         self.ovs.start(vswitchd_args=("--enable-dummy",))
@@ -56,6 +57,8 @@ class ScratchSwitch:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
+        if self._appctl is not None:
+            self._appctl.close()
         self.ovs.stop()
 
     def load(self, ports: dict[str, int], flows: tuple[Flow, ...] | list[Flow],
@@ -110,8 +113,11 @@ class ScratchSwitch:
             self.ovs.run("ovs-appctl", "time/warp", str(int(seconds * 1000)), timeout=180)
 
     def trace(self, packet: dict[str, int]) -> Verdict:
-        result = self.ovs.run("ovs-appctl", "ofproto/trace", BRIDGE, trace_flow_text(packet), "-generate")
-        return parse_trace(result.stdout, packet.get("in_port", 0))
+        """`ovs-appctl ofproto/trace -generate`, over one unixctl connection kept for the switch's life."""
+        if self._appctl is None:
+            self._appctl = self.ovs.appctl()
+        text = self._appctl("ofproto/trace", BRIDGE, trace_flow_text(packet), "-generate")
+        return parse_trace(text, packet.get("in_port", 0))
 
     def flows(self) -> list[Flow]:
         return parse_dump(self.ovs.ofctl("--no-stats", "dump-flows", BRIDGE))

@@ -61,6 +61,10 @@ class LearnOutput:
 
 
 LearnSpec = LearnMatch | LearnLoad | LearnOutput
+# Each learn action's entries by the packet bits they came from (the action is kept with them, so
+# its id stays its own); bounded: a flood of new MACs cannot grow it without end.
+_LEARNED_BY: dict[int, tuple[Learn, dict[tuple[int, ...], Learned]]] = {}
+_LEARNED_KEPT = 1 << 16
 _LEARN_SETTINGS = ("table", "priority", "idle_timeout", "hard_timeout", "cookie")
 
 
@@ -154,22 +158,34 @@ class Learn(Action):
         return ofp.pad8(head + body)
 
     def execute(self, packet: Packet, run: Execution) -> None:
-        """Write the flow Open vSwitch would learn from this packet."""
+        """Write the flow Open vSwitch would learn from this packet.
+
+        The same packet bits always learn the same flow (a MAC learned again), so the entry is built
+        once per bits and handed over as the same object: the simulator keys its flows by it."""
+        values = tuple(spec.src if isinstance(spec.src, int) else spec.src.read(packet) for spec in self.specs)
+        cache = _LEARNED_BY.setdefault(id(self), (self, {}))[1]
+        entry = cache.get(values)
+        if entry is None:
+            if len(cache) >= _LEARNED_KEPT:
+                cache.clear()
+            entry = cache[values] = self._learned(values)
+        run.learn(entry)
+
+    def _learned(self, values: tuple[int, ...]) -> Learned:
         match: dict[str, tuple[int, int]] = {}
         actions: list[Action] = []
-        for spec in self.specs:
+        for spec, value in zip(self.specs, values, strict=True):
             if isinstance(spec, LearnOutput):
-                actions.append(Output(spec.src.read(packet)))
+                actions.append(Output(value))
                 continue
-            value = spec.src if isinstance(spec.src, int) else spec.src.read(packet)
             if isinstance(spec, LearnLoad):
                 actions.append(Load(spec.dst, value))
                 continue
             name, bits = spec.dst.spec.name, (1 << spec.dst.bits) - 1
             old_value, old_mask = match.get(name, (0, 0))
             match[name] = (old_value | ((value & bits) << spec.dst.start), old_mask | (bits << spec.dst.start))
-        run.learn(Learned(self.table, self.priority, self.cookie, self.idle_timeout, self.hard_timeout,
-                          tuple((name, value, mask) for name, (value, mask) in match.items()), tuple(actions)))
+        return Learned(self.table, self.priority, self.cookie, self.idle_timeout, self.hard_timeout,
+                       tuple((name, value, mask) for name, (value, mask) in match.items()), tuple(actions))
 
     @classmethod
     def from_text(cls, key: str, value: Any) -> Action | None:

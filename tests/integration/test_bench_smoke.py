@@ -44,3 +44,15 @@ def test_the_iperf_benchmark_measures_both_paths() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     written = json.loads((PROJECT / "bench" / "results" / "iperf-smoke.json").read_text())
     assert written["id"] == "P5" and written["gre_gbits_median"] > 0 and written["same_host_gbits_median"] > 0
+
+
+def test_the_apply_benchmark_adds_never_seen_networks_and_writes_its_results() -> None:
+    require_environment()
+    result = subprocess.run([sys.executable, "bench/bench_apply.py", "--hosts", "2", "--repeat", "2", "--cli-runs", "1",
+                             "--output", "apply-smoke"], capture_output=True, text=True, cwd=PROJECT, timeout=240,
+                            check=False)
+    assert result.returncode in (0, 1), result.stdout + result.stderr  # 1 only says a goal was missed
+    written = json.loads((PROJECT / "bench" / "results" / "apply-smoke.json").read_text())
+    assert written["id"] == "P3" and written["flow_changes_per_add"] > 0 and written["commit"]
+    for figure in ("add_ms", "remove_ms", "cli_ms", "round_trip_to_all_ms", "ofctl_bundle_all_ms"):
+        assert 0 < written[figure]["min"] <= written[figure]["median"] <= written[figure]["max"], figure

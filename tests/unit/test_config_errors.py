@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from controller.cli import main
-from flows.config import DEFAULT_COOKIE, InvalidConfig, parse_config
+from flows import yamlsource
+from flows.config import DEFAULT_COOKIE, InvalidConfig, parse_config, validate
+from tests.conftest import PROJECT
 
 BASE: dict[str, Any] = {
     "options": {"l2_population": True, "arp_responder": True},
@@ -239,3 +241,24 @@ def test_a_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["check", "/nonexistent/brtun.yaml"])
     assert "/nonexistent/brtun.yaml: cannot read: No such file or directory" in capsys.readouterr().err
+
+
+VALID = [*sorted(p.name for p in (PROJECT / "tests" / "data" / "configs").glob("*.yaml")),
+         "../../../examples/seed.yaml"]
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_a_valid_config_loaded_plainly_is_the_config_loaded_with_its_origins(name: str) -> None:
+    """parse_config validates the plain data first (no origins, faster); it must give the same config."""
+    text = (PROJECT / "tests" / "data" / "configs" / name).read_text()
+    plain = yamlsource.load_plain(text)
+    assert plain is not None and plain.data == yamlsource.load(text).data
+    assert parse_config(text) == validate(yamlsource.load(text))
+
+
+def test_the_plain_load_gives_up_on_a_duplicate_key_even_one_a_merge_brings() -> None:
+    assert yamlsource.load_plain("a: 1\na: 2\n") is None
+    assert yamlsource.load_plain("base: &b {x: 1}\nm:\n  <<: *b\n  x: 2\n") is None
+    assert yamlsource.load_plain("[1, 2]: x\n") is None  # not a key a config may have, nor hashable
+    assert yamlsource.load_plain("a: [1\n") is None
+    assert yamlsource.load_plain("a: 1\nb: {c: 2}\n").data == {"a": 1, "b": {"c": 2}}  # type: ignore[union-attr]
