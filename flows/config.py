@@ -151,7 +151,10 @@ def read_config_text(path: str) -> str:
 
 def parse_config(text: str) -> Config:
     """The config in `text`, validated; InvalidConfig lists every problem, each with its line."""
-    plain = yamlsource.load_plain(text)
+    try:
+        plain = yamlsource.load_plain(text)
+    except yamlsource.YamlError as error:
+        raise InvalidConfig([ConfigError("(file)", str(error), error.line)]) from None
     if plain is not None:
         try:
             return validate(plain)

@@ -127,10 +127,7 @@ _VALUES = (yaml.ScalarEvent, yaml.AliasEvent, yaml.MappingStartEvent, yaml.Seque
 
 def load(text: str) -> Source:
     """Parse one YAML document; raise YamlError for text that is not YAML or exceeds a limit."""
-    if len(text) > MAX_BYTES:  # characters: a text from a request has no bytes to count
-        raise YamlError(f"{len(text):,} characters is more than a config may be ({MAX_BYTES >> 20} MiB)", None)
-    if "\x00" in text:
-        raise YamlError("binary data, not YAML text (a NUL character)", text.count("\n", 0, text.index("\x00")) + 1)
+    _check_text(text)
     paused = gc.isenabled()
     gc.disable()  # the collector would walk the growing node tree again and again: 3/4 of the time
     try:
@@ -155,6 +152,13 @@ def load(text: str) -> Source:
     finally:
         if paused:
             gc.enable()
+
+
+def _check_text(text: str) -> None:
+    if len(text) > MAX_BYTES:  # characters: a text from a request has no bytes to count
+        raise YamlError(f"{len(text):,} characters is more than a config may be ({MAX_BYTES >> 20} MiB)", None)
+    if "\x00" in text:
+        raise YamlError("binary data, not YAML text (a NUL character)", text.count("\n", 0, text.index("\x00")) + 1)
 
 
 def _prescan(text: str) -> int:
@@ -200,20 +204,19 @@ class _PlainLoader(_LOADER):  # type: ignore[misc,valid-type]
 
 
 def load_plain(text: str) -> Source | None:
-    """The data alone, without where each value was written; None when the text is not a plain
-    valid document (a duplicate key, not YAML, over a limit, a number no field takes, ...).
+    """The data alone, without where each value was written; YamlError over a limit (as `load`), None
+    when the text is not a plain valid document (a duplicate key, not YAML, a number no field takes).
 
     A valid config never needs the origins: only errors quote lines and written text.  Loading
     without them is a third of the time of `load` (no node walk in Python, no origin per value), so
     a config is first loaded plainly and validated, and loaded again with `load` only to report
     errors.  The same bounds hold as for `load` (size, the prescan's depth and count, what aliases
     expand to) before libyaml's composer runs."""
-    if len(text) > MAX_BYTES or "\x00" in text:
-        return None
+    _check_text(text)
     paused = gc.isenabled()
     gc.disable()
     try:
-        aliases = _prescan(text)
+        aliases = _prescan(text)  # its YamlError is the one `load` would raise: said once, not twice
         loader = _PlainLoader(text)
         try:
             node = loader.get_single_node()
@@ -224,7 +227,9 @@ def load_plain(text: str) -> Source | None:
             return Source(loader.construct_document(node))
         finally:
             loader.dispose()
-    except (YamlError, _Duplicate, yaml.YAMLError, TypeError, ValueError, OverflowError):
+    except YamlError:
+        raise
+    except (_Duplicate, yaml.YAMLError, TypeError, ValueError, OverflowError):
         return None  # TypeError: an unhashable key; ValueError: an impossible date, a number too long
     finally:
         if paused:
