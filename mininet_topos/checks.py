@@ -359,10 +359,12 @@ def _br_tun_mentions(bed: Bed, mac: str) -> dict[str, dict[str, int]]:
     return found
 
 
-def neutron_port_lifecycle(bed: Bed, timeout: float = 30, meanwhile: Callable[[], object] | None = None) -> list[Check]:
+def neutron_port_lifecycle(bed: Bed, timeout: float = 30, meanwhile: Callable[[], object] | None = None,
+                           before_delete: Callable[[], object] | None = None) -> list[Check]:
     """A port created through the API and plugged on one host is reachable from a VM on another host (timed
     from the API call); deleted through the API, it leaves every br-tun, learned flows included (timed).
-    `meanwhile` runs once the VM is plugged (a fault test restarts a server there)."""
+    `meanwhile` runs once the VM is plugged (a fault test restarts a server there); `before_delete` once
+    it is reachable (that test waits there for the resyncs the restart caused)."""
     from ovshost.neutronapi import NeutronApi
 
     api = NeutronApi(Path(bed.state.neutron["api_socket"]))
@@ -391,6 +393,8 @@ def neutron_port_lifecycle(bed: Bed, timeout: float = 30, meanwhile: Callable[[]
                      f"{reached_at:.2f} s, then {replies}/5" if reached_at is not None else
                      f"{ip} on {target.host}: ACTIVE {active_at:.2f} s ({active:.2f} s waited), no reply in "
                      f"{timeout:.0f} s")
+        if before_delete is not None:
+            before_delete()
         before = _br_tun_mentions(bed, NEW_MAC)
         deleted = time.monotonic()
         api.delete_port(port["id"])

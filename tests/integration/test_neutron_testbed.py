@@ -236,9 +236,17 @@ def test_the_rpc_server_killed_and_restarted_a_port_plugged_meanwhile_comes_up_a
         away["restart"] = server.restart("neutron-rpc-server")
 
     _, plugged_on = bed.pair_across_hosts()  # where neutron_port_lifecycle plugs the new VM
-    with Watch(cloud, 14) as watch:
-        made, removed = checks.neutron_port_lifecycle(bed, timeout=60, meanwhile=restart_later)
+
+    def resyncs_settled() -> None:
+        """Before the port is deleted: a resync reports every port up again, and l2population answers with
+        its full entries, the new port's included; a cast of those still in flight when the port is deleted
+        would re-add it after its removal (Neutron's own agent has the same race)."""
         resynced_where_calls_failed(cloud, before, "a resync by every agent whose calls failed", timeout=40)
+        time.sleep(2)  # the casts the resyncs cause arrive within a second here
+
+    with Watch(cloud, 16) as watch:
+        made, removed = checks.neutron_port_lifecycle(bed, timeout=60, meanwhile=restart_later,
+                                                      before_delete=resyncs_settled)
     after = neutron_state(cloud)
     counts = {h: grew(after, before, h, "resyncs") for h in after}
     failures = {h: grew(after, before, h, "rpc_failures") for h in after}
