@@ -136,6 +136,12 @@ class Agent:
             LOG.info("keeping the local VLANs br-int's ports carry: %s",
                      ", ".join(f"{n}={v}" for n, v in sorted(current.items())))
         self.sync_database()
+        # os-ken listens by now (its server started while the database opened).  A bridge that lost
+        # our predecessor would wait out the switch's reconnect backoff (up to 8 s): ask it at once.
+        waiting = [bridge for bridge in (dbplan.BR_TUN, dbplan.BR_INT) if not self.connected(bridge)]
+        asked = self._database.connect_now(waiting) if waiting else []
+        if asked:
+            LOG.info("asked the switch to connect %s now", " and ".join(asked))
         self._worker.start()
 
     def stop(self) -> None:
