@@ -110,6 +110,8 @@ class Checker:
 
     def key_path(self, parent: str, key: object) -> str:
         """The path of a mapping key as the user wrote it (`networks.no`, not `networks.False`)."""
+        if isinstance(key, str):  # a text key is what was written (its origins are read only for errors)
+            return f"{parent}.{key}"
         origin = self.source.origins.get(f"{parent}.{key}#key")
         written = origin.text if origin is not None and origin.text is not None else key
         return f"{parent}.{written}"

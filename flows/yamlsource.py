@@ -9,10 +9,12 @@ when YAML read it as something else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from flows import fastyaml
 
 
 @dataclass(frozen=True)
@@ -22,13 +24,25 @@ class Origin:
     quoted: bool = False
 
 
-@dataclass
 class Source:
-    """Parsed data plus, for each field path, where it was written."""
+    """Parsed data plus, for each field path, where it was written.
 
-    data: Any
-    origins: dict[str, Origin] = field(default_factory=dict)
-    duplicates: list[tuple[str, int]] = field(default_factory=list)  # (path, line)
+    Read by the fast reader (flows.fastyaml), a source keeps its text instead of origins, and
+    reads the origins exactly (libyaml's node tree) the first time an error asks for one: a
+    valid config never pays for them."""
+
+    def __init__(self, data: Any, origins: dict[str, Origin] | None = None,
+                 duplicates: list[tuple[str, int]] | None = None, *, text: str | None = None) -> None:
+        self.data = data
+        self.duplicates = duplicates if duplicates is not None else []  # (path, line)
+        self._origins = origins
+        self._text = text
+
+    @property
+    def origins(self) -> dict[str, Origin]:
+        if self._origins is None:
+            self._origins = _exact(self._text).origins if self._text is not None else {}
+        return self._origins
 
     def line(self, path: str) -> int | None:
         origin = self.origins.get(path)
@@ -58,6 +72,15 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def load(text: str) -> Source:
     """Parse one YAML document; raise YamlError for text that is not YAML."""
+    try:
+        # Duplicate keys and whatever else the fast reader does not handle go the exact way.
+        return Source(fastyaml.load(text), duplicates=[], text=text)
+    except fastyaml.Unsupported:
+        return _exact(text)
+
+
+def _exact(text: str) -> Source:
+    """libyaml's node tree, walked for every value's origin."""
     loader = _LOADER(text)
     try:
         node = loader.get_single_node()
