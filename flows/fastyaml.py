@@ -17,6 +17,7 @@ It keeps no origins: those are read (exactly) only when an error needs one.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -203,6 +204,7 @@ def _flow_sequence(text: str) -> list[Any]:
     return result
 
 
+@functools.lru_cache(maxsize=8192)  # keys and many values repeat (every port's `network:`, `mac:`, `ip:`)
 def _scalar(text: str) -> Any:
     """A plain scalar, typed as PyYAML's resolvers type it; forms not built here are Unsupported."""
     if not text:
