@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 from flows import actions, fields, ofp
 from flows.actions import Action
@@ -54,8 +55,10 @@ _NEEDS_PROTO = {
 }
 
 
-@dataclass(frozen=True, order=True)
-class MatchField:
+class MatchField(NamedTuple):
+    """One field of a match.  A named tuple, not a dataclass: a desired br-tun holds hundreds of
+    thousands of them, and a tuple is smaller and hashes and compares in C."""
+
     name: str  # a key of fields.BY_NAME
     value: int
     mask: int | None = None  # None: exact match
@@ -78,6 +81,12 @@ def _friendly_value(spec: Field, raw: object) -> int:
     return spec.parse(raw) if isinstance(raw, str) else raw
 
 
+# Each match field's (all-ones value, whether it is a port number), for the checks every Match makes.
+_LIMITS: dict[str, tuple[int, bool]] = {
+    name: (spec.full, spec.notation is Notation.PORT) for name, spec in fields.BY_NAME.items()
+    if spec is not fields.VLAN_VID}
+
+
 @dataclass(frozen=True)
 class Match:
     """A normalised OpenFlow match; `raw` keeps fields this project does not model."""
@@ -88,26 +97,32 @@ class Match:
     def __post_init__(self) -> None:
         normal: dict[str, MatchField] = {}
         for item in self.fields:
-            spec = fields.BY_NAME.get(item.name)
-            if spec is None or spec is fields.VLAN_VID:
-                raise ValueError(f"unknown match field {item.name!r}")
-            if item.name in normal:
-                raise ValueError(f"match field {item.name} given twice")
-            full = spec.full
-            mask = item.mask
-            if mask is not None and not 0 <= mask <= full:
-                raise ValueError(f"mask {mask:#x} does not fit {item.name}")
-            if mask == full:
-                mask = None
-            if mask == 0:
-                continue  # matches everything: Open vSwitch drops the field
-            if not 0 <= item.value <= full:
-                raise ValueError(f"{item.value:#x} does not fit {item.name} ({spec.bits} bits)")
-            if mask is not None and spec.notation is Notation.PORT:
-                raise ValueError("in_port cannot be masked")
-            value = item.value if mask is None else item.value & mask
-            normal[item.name] = MatchField(item.name, value, mask)
-        ordered = tuple(sorted(normal.values(), key=lambda f: fields.ORDER[f.name]))
+            name, value, mask = item
+            limits = _LIMITS.get(name)
+            if limits is None:
+                raise ValueError(f"unknown match field {name!r}")
+            full, is_port = limits
+            if name in normal:
+                raise ValueError(f"match field {name} given twice")
+            if mask is not None:
+                if not 0 <= mask <= full:
+                    raise ValueError(f"mask {mask:#x} does not fit {name}")
+                if mask == full:
+                    mask = None
+                elif mask == 0:
+                    continue  # matches everything: Open vSwitch drops the field
+            if not 0 <= value <= full:
+                raise ValueError(f"{value:#x} does not fit {name} ({full.bit_length()} bits)")
+            if mask is not None:
+                if is_port:
+                    raise ValueError("in_port cannot be masked")
+                value &= mask
+            normal[name] = item if mask is item.mask and value == item.value else MatchField(name, value, mask)
+        if len(normal) > 1:
+            order = fields.ORDER
+            ordered = tuple(sorted(normal.values(), key=lambda f: order[f.name]))
+        else:
+            ordered = tuple(normal.values())
         object.__setattr__(self, "fields", ordered)
         self._check_prerequisites(normal)
 
