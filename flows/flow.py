@@ -286,13 +286,27 @@ class Encoded:
 
 def instructions(flow_actions: tuple[Action, ...], goto: int | None, reported: bool = False) -> bytes:
     """Apply-actions, then goto-table; a drop flow has no instruction at all (as the switch reports it)."""
-    parts = []
-    if flow_actions:
-        body = actions.encode_all(flow_actions, reported)
-        parts.append(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body)
-    if goto is not None:
-        parts.append(struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, goto))
-    return b"".join(parts)
+    return _instructions(actions.encode_all(flow_actions, reported) if flow_actions else None, goto)
+
+
+def instructions_both(flow_actions: tuple[Action, ...], goto: int | None) -> tuple[bytes, bytes]:
+    """`instructions` as sent and as reported, at once; one bytes object when they are equal
+    (as for most flows: saves encoding twice, and the memory of a second copy)."""
+    if not flow_actions:
+        sent = _instructions(None, goto)
+        return sent, sent
+    pairs = [actions.encoded_both(action) for action in flow_actions]
+    sent = _instructions(b"".join([pair[0] for pair in pairs]), goto)
+    if all(pair[0] is pair[1] for pair in pairs):
+        return sent, sent
+    return sent, _instructions(b"".join([pair[1] for pair in pairs]), goto)
+
+
+def _instructions(body: bytes | None, goto: int | None) -> bytes:
+    head = b"" if body is None else struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
+    if goto is None:
+        return head
+    return head + struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, goto)
 
 
 @dataclass(frozen=True)
@@ -324,8 +338,7 @@ class Flow:
         """The flow's OpenFlow bytes, computed once: a Flow never changes.  Raises
         ofp.Unsupported for a flow with parts brtun does not model (a foreign flow)."""
         match = self.match.encode()
-        sent = instructions(self.actions, self.goto)
-        reported = instructions(self.actions, self.goto, reported=True)
+        sent, reported = instructions_both(self.actions, self.goto)
         key = (self.table, self.priority, self.cookie, self.idle_timeout, self.hard_timeout, match, reported)
         return Encoded(match, sent, key)
 

@@ -133,6 +133,14 @@ def encoded(action: Action, reported: bool = False) -> bytes:
     return action.encode(reported)
 
 
+@lru_cache(maxsize=1 << 16)
+def encoded_both(action: Action) -> tuple[bytes, bytes]:
+    """(as sent, as reported), the second the very same object when the bytes are equal: only
+    actions naming fields by Nicira header (move, load, learn) may differ."""
+    sent, reported = action.encode(False), action.encode(True)
+    return sent, sent if reported == sent else reported
+
+
 def encode_all(actions: Iterable[Action], reported: bool = False) -> bytes:
     return b"".join(encoded(action, reported) for action in actions)
 
