@@ -22,12 +22,15 @@ import re
 from typing import Any
 
 from yaml.constructor import SafeConstructor
+from yaml.reader import Reader
 from yaml.resolver import Resolver
 
 _RESOLVERS = Resolver.yaml_implicit_resolvers  # first character -> [(tag, regexp)]
 _BOOLS = SafeConstructor.bool_values
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _HEX = re.compile(r"([-+]?)0x([0-9a-fA-F]+)")
+# YAML 1.1's line breaks besides \n, and what PyYAML's reader refuses (it then reports where).
+_ODD = re.compile(f"[\x85\u2028\u2029]|{Reader.NON_PRINTABLE.pattern}")
 _NOT_PLAIN_START = frozenset("&*!|>%@`?,[]{}#'\"")
 # One `key: value` of a one-line flow mapping: a plain key, a plain or simply quoted value.
 _FLOW_ITEM = re.compile(r"\s*([^\s,{}\[\]:'\"#&*!|>%@`?-][^,{}\[\]:'\"#]*?)\s*:(?:\s+|(?=[,}]|$))"
@@ -53,8 +56,9 @@ def load(text: str) -> Any:
 
 def _lines(text: str) -> list[tuple[int, str]]:
     """(indent, content) of each line that holds something; comments dropped."""
-    if "\t" in text or "\\" in text or "\r" in text:
-        raise Unsupported("tabs, escapes or carriage returns")
+    if "\t" in text or "\\" in text or "\r" in text or "\ufeff" in text or _ODD.search(text):
+        raise Unsupported("tabs, escapes, carriage returns, a byte order mark, YAML's other line breaks "
+                          "or characters YAML refuses")
     result = []
     for raw in text.split("\n"):
         content = raw.strip()

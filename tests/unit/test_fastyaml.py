@@ -65,7 +65,7 @@ def test_the_configs_take_the_fast_way() -> None:
     "a: {b: {c: 1}}\n", "a: [1, [2]]\n", "a: {b:1}\n", "a: {b: }\n", "a: b: c\n", "a : 1\n",
     "a:\n  b: 1\n c: 2\n", "a: 1\n  b: 2\n", "- a\n- b\n", "plain\n", "", "# only a comment\n",
     "a: http://x.example/y\nb: a,b\nc: '#'\n", "a: {x: 'p, q', y: \"r: s\"}\n", "1: one\ntrue: t\n",
-    "a: [x, ]\n", "a: {x: 1, }\n", "a: [x,, y]\n", "a: -\n", "a: - b\n", "- - a\n",
+    "\ufeffa: 1\n", "a: b\x07c\n", "a: b\u2028c\n", "a: b\x85c\n", "a: \u00e9t\u00e9\n", "a: [x, ]\n", "a: {x: 1, }\n", "a: [x,, y]\n", "a: -\n", "a: - b\n", "- - a\n",
 ])
 def test_tricky_documents_read_as_pyyaml_reads_them_or_are_declined(text: str) -> None:
     same_or_declined(text)
