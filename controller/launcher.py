@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller import collector
 from controller.hub import select_hub
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
@@ -101,7 +102,8 @@ def run(options: RunOptions) -> int:
     if problems:
         return EXIT_BAD_INPUT
     try:
-        config = load_config(options.config_path)
+        with collector.paused():  # the config's values live as long as the agent runs it
+            config = load_config(options.config_path)
         with open(options.config_path, encoding="utf-8") as stream:
             config_text = stream.read()
     except InvalidConfig as error:
