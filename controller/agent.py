@@ -155,6 +155,14 @@ class Agent:
         if self._config.keep_local_vlans(current):
             LOG.info("keeping the local VLANs br-int's ports carry: %s",
                      ", ".join(f"{n}={v}" for n, v in sorted(current.items())))
+        # os-ken listens by now (its server started while the database opened).  A bridge that lost
+        # our predecessor would wait out the switch's reconnect backoff (up to 8 s): ask it to
+        # connect at once, before the desired flows are built, so that its connection is waiting
+        # when they are.
+        waiting = [bridge for bridge in (dbplan.BR_TUN, dbplan.BR_INT) if not self.connected(bridge)]
+        asked = self._database.connect_now(waiting) if waiting else []
+        if asked:
+            LOG.info("asked the switch to connect %s now", " and ".join(asked))
         self.sync_database()
         self._tell_vifs()
         self._worker.start()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from controller.targets import spellings
 from flows import naming
 from flows.config import VXLAN_UDP_PORT, Config, Host, Port
 from flows.model import allocate_ofports, local_vlans, tunnel_ports
@@ -265,7 +266,8 @@ def _plan_bridge(spec: BridgeSpec, seen: ObservedBridge | None, operations: list
     if seen.datapath_type != spec.datapath_type:
         notes.append(f"{spec.name} runs on the {seen.datapath_type or 'system'} datapath, not "
                      f"{spec.datapath_type}: left as it is (changing it would renumber its ports)")
-    controller_right = seen.controllers == (spec.controller,)
+    # Either spelling of our target is ours: the agent swaps between them to be connected at once.
+    controller_right = len(seen.controllers) == 1 and seen.controllers[0] in spellings(spec.controller)
     # Open vSwitch drops every flow of a bridge whose datapath ID changes, or that gets its first
     # controller: say so, since a switch programmed by someone else (a takeover) loses its flows
     # until the agent has installed its own.

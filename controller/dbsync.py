@@ -10,10 +10,12 @@ ofports br-tun's flows were built for.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller import dbplan
 from controller.ovsdb import SwitchDatabase
+from controller.targets import spellings
 from flows.config import Config
 
 LOGGED_OPERATIONS = 50  # database operations logged one by one at INFO
@@ -115,3 +117,25 @@ class DatabaseSync:
         changed = ofports != self._ofports
         self._ofports = ofports
         return Synced(len(operations), changed)
+
+    def connect_now(self, bridges: Sequence[str]) -> list[str]:
+        """Make the switch connect these bridges to us at once rather than at its next backoff retry:
+        each bridge whose controller is ours gets the other spelling of our target
+        (controller.targets).  Returns the bridges asked."""
+        assert self._db is not None
+        observed = self.observe()
+        asked = []
+        for bridge in bridges:
+            seen = observed.bridges.get(bridge)
+            if seen is None or len(seen.controllers) != 1:
+                continue
+            mine = spellings(self._settings.controller)
+            if len(mine) < 2 or seen.controllers[0] not in mine:
+                continue
+            other = next(target for target in mine if target != seen.controllers[0])
+            self._db.retarget_controller(bridge, other)
+            asked.append(bridge)
+        if asked:
+            self._observed = None
+            self._seqno = self._db.change_seqno
+        return asked

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
+from controller import collector
 from flows.config import Config
 from flows.flow import Flow
 from flows.model import BridgeModel, build_bridge
@@ -55,7 +56,7 @@ class DesiredBrTun:
         hit = self._built.get(key)
         if hit is not None and hit[0] is config:  # the id of a config since freed may be reused
             return hit[1], hit[2]
-        with _collector_paused():
+        with collector.paused():
             model = build_bridge(config, self._host, observed_ofports=ofports)
             flows = build(model)
             for flow in flows:
@@ -66,14 +67,3 @@ class DesiredBrTun:
             self._built.clear()
         self._built[key] = (config, model, flows)
         return model, flows
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()

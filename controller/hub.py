@@ -29,6 +29,9 @@ def select_hub(kind: str = DEFAULT_HUB) -> str:
     # eventlet announces its own deprecation on import; the choice is deliberate.
     warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
     if kind == "eventlet":
+        # eventlet's green DNS resolver (dnspython, 80 ms of every start) would only matter for
+        # names; the agent listens and connects on addresses and unix sockets.
+        os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
         # Everything green, threads included, as Neutron's agent runs: the
         # OVSDB client's thread and its select() must yield to the hub.
         # (os-ken's hub.patch(thread=True) would patch threads *only*.)

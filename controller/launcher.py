@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller import collector
 from controller.endpoints import Listen, Tls
 from controller.hub import select_hub
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -116,7 +117,8 @@ def run(options: RunOptions) -> int:
     assert options.config_path is not None
     try:
         config_text = read_config_text(options.config_path)
-        config = parse_config(config_text)
+        with collector.paused():  # the config's values live as long as the agent runs it
+            config = parse_config(config_text)
     except InvalidConfig as error:
         for problem in error.errors:
             LOG.error("%s: %s", options.config_path, problem)

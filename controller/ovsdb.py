@@ -117,6 +117,14 @@ class SwitchDatabase:
             return [api.db_set("Port", operation.name, ("tag", operation.tag))]
         raise TypeError(f"unknown operation {operation!r}")
 
+    def retarget_controller(self, bridge: str, target: str) -> None:
+        """Give `bridge` a new Controller row with `target`, in one transaction (the bridge is never
+        without a controller, so the switch keeps its flows); returns once ovs-vswitchd applied it."""
+        api = self.api
+        with api.transaction(check_error=True) as txn:
+            controller = txn.add(api.db_create("Controller", target=target, connection_mode="out-of-band"))
+            txn.add(api.db_set("Bridge", bridge, ("controller", [controller])))
+
     def close(self) -> None:
         try:
             self.api.ovsdb_connection.stop()

@@ -150,16 +150,8 @@ def read_config_text(path: str) -> str:
 
 
 def parse_config(text: str) -> Config:
-    """The config in `text`, validated; InvalidConfig lists every problem, each with its line."""
-    try:
-        plain = yamlsource.load_plain(text)
-    except yamlsource.YamlError as error:
-        raise InvalidConfig([ConfigError("(file)", str(error), error.line)]) from None
-    if plain is not None:
-        try:
-            return validate(plain)
-        except InvalidConfig:
-            pass  # told again below, with lines and the text as written
+    """The config in `text`, validated; InvalidConfig lists every problem, each with its line (a valid
+    config's origins are never read: flows.yamlsource.Source)."""
     try:
         source = yamlsource.load(text)
     except yamlsource.YamlError as error:

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NamedTuple
 
 from flows import actions, fields, ofp
 from flows.actions import Action
@@ -54,8 +55,10 @@ _NEEDS_PROTO = {
 }
 
 
-@dataclass(frozen=True, order=True)
-class MatchField:
+class MatchField(NamedTuple):
+    """One field of a match.  A named tuple, not a dataclass: a desired br-tun holds hundreds of
+    thousands of them, and a tuple is smaller and hashes and compares in C."""
+
     name: str  # a key of fields.BY_NAME
     value: int
     mask: int | None = None  # None: exact match
@@ -78,6 +81,12 @@ def _friendly_value(spec: Field, raw: object) -> int:
     return spec.parse(raw) if isinstance(raw, str) else raw
 
 
+# Each match field's (all-ones value, whether it is a port number), for the checks every Match makes.
+_LIMITS: dict[str, tuple[int, bool]] = {
+    name: (spec.full, spec.notation is Notation.PORT) for name, spec in fields.BY_NAME.items()
+    if spec is not fields.VLAN_VID}
+
+
 @dataclass(frozen=True)
 class Match:
     """A normalised OpenFlow match; `raw` keeps fields this project does not model."""
@@ -88,26 +97,32 @@ class Match:
     def __post_init__(self) -> None:
         normal: dict[str, MatchField] = {}
         for item in self.fields:
-            spec = fields.BY_NAME.get(item.name)
-            if spec is None or spec is fields.VLAN_VID:
-                raise ValueError(f"unknown match field {item.name!r}")
-            if item.name in normal:
-                raise ValueError(f"match field {item.name} given twice")
-            full = spec.full
-            mask = item.mask
-            if mask is not None and not 0 <= mask <= full:
-                raise ValueError(f"mask {mask:#x} does not fit {item.name}")
-            if mask == full:
-                mask = None
-            if mask == 0:
-                continue  # matches everything: Open vSwitch drops the field
-            if not 0 <= item.value <= full:
-                raise ValueError(f"{item.value:#x} does not fit {item.name} ({spec.bits} bits)")
-            if mask is not None and spec.notation is Notation.PORT:
-                raise ValueError("in_port cannot be masked")
-            value = item.value if mask is None else item.value & mask
-            normal[item.name] = MatchField(item.name, value, mask)
-        ordered = tuple(sorted(normal.values(), key=lambda f: fields.ORDER[f.name]))
+            name, value, mask = item
+            limits = _LIMITS.get(name)
+            if limits is None:
+                raise ValueError(f"unknown match field {name!r}")
+            full, is_port = limits
+            if name in normal:
+                raise ValueError(f"match field {name} given twice")
+            if mask is not None:
+                if not 0 <= mask <= full:
+                    raise ValueError(f"mask {mask:#x} does not fit {name}")
+                if mask == full:
+                    mask = None
+                elif mask == 0:
+                    continue  # matches everything: Open vSwitch drops the field
+            if not 0 <= value <= full:
+                raise ValueError(f"{value:#x} does not fit {name} ({full.bit_length()} bits)")
+            if mask is not None:
+                if is_port:
+                    raise ValueError("in_port cannot be masked")
+                value &= mask
+            normal[name] = item if mask is item.mask and value == item.value else MatchField(name, value, mask)
+        if len(normal) > 1:
+            order = fields.ORDER
+            ordered = tuple(sorted(normal.values(), key=lambda f: order[f.name]))
+        else:
+            ordered = tuple(normal.values())
         object.__setattr__(self, "fields", ordered)
         self._check_prerequisites(normal)
 
@@ -271,13 +286,27 @@ class Encoded:
 
 def instructions(flow_actions: tuple[Action, ...], goto: int | None, reported: bool = False) -> bytes:
     """Apply-actions, then goto-table; a drop flow has no instruction at all (as the switch reports it)."""
-    parts = []
-    if flow_actions:
-        body = actions.encode_all(flow_actions, reported)
-        parts.append(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body)
-    if goto is not None:
-        parts.append(struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, goto))
-    return b"".join(parts)
+    return _instructions(actions.encode_all(flow_actions, reported) if flow_actions else None, goto)
+
+
+def instructions_both(flow_actions: tuple[Action, ...], goto: int | None) -> tuple[bytes, bytes]:
+    """`instructions` as sent and as reported, at once; one bytes object when they are equal
+    (as for most flows: saves encoding twice, and the memory of a second copy)."""
+    if not flow_actions:
+        sent = _instructions(None, goto)
+        return sent, sent
+    pairs = [actions.encoded_both(action) for action in flow_actions]
+    sent = _instructions(b"".join([pair[0] for pair in pairs]), goto)
+    if all(pair[0] is pair[1] for pair in pairs):
+        return sent, sent
+    return sent, _instructions(b"".join([pair[1] for pair in pairs]), goto)
+
+
+def _instructions(body: bytes | None, goto: int | None) -> bytes:
+    head = b"" if body is None else struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
+    if goto is None:
+        return head
+    return head + struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, goto)
 
 
 @dataclass(frozen=True)
@@ -309,8 +338,7 @@ class Flow:
         """The flow's OpenFlow bytes, computed once: a Flow never changes.  Raises
         ofp.Unsupported for a flow with parts brtun does not model (a foreign flow)."""
         match = self.match.encode()
-        sent = instructions(self.actions, self.goto)
-        reported = instructions(self.actions, self.goto, reported=True)
+        sent, reported = instructions_both(self.actions, self.goto)
         key = (self.table, self.priority, self.cookie, self.idle_timeout, self.hard_timeout, match, reported)
         return Encoded(match, sent, key)
 
@@ -359,5 +387,7 @@ def sorted_flows(flows: Iterable[Flow]) -> list[Flow]:
 
 
 def render_flows(flows: Iterable[Flow]) -> str:
-    """Lines as the switch prints them, in `brtun render` order, newline-terminated."""
-    return "".join(flow.render() + "\n" for flow in sorted_flows(flows))
+    """Lines as the switch prints them, in `brtun render` order, newline-terminated (each flow
+    rendered once: the text is both the last sort key and the line)."""
+    lines = sorted((flow.table, -flow.priority, flow.render()) for flow in flows)
+    return "".join(line + "\n" for _, _, line in lines)

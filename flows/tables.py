@@ -87,12 +87,15 @@ def table_name(number: int) -> str:
     return spec.name if spec else f"table {number}"
 
 
+_WHERE = {number: f"{spec.name} (table {spec.number})" for number, spec in TABLES.items()}  # for errors
+
+
 def check(flow: Flow) -> Flow:
     """Return the flow if its table's declaration allows it, else raise TableViolation."""
     spec = TABLES.get(flow.table)
     if spec is None:
         raise TableViolation(f"table {flow.table} is not a br-tun table")
-    where = f"{spec.name} (table {spec.number})"
+    where = _WHERE[flow.table]
     for item in flow.match.fields:
         if item.name not in spec.matches:
             raise TableViolation(f"{where} does not match on {item.name}: {flow.render()}")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from ovs.flow.kv import KeyValue
-from ovs.flow.ofp import OFPFlow
+from typing import TYPE_CHECKING
 
 from flows import actions, fields
 from flows.actions import Action, ovs_value
 from flows.flow import OFP_DEFAULT_PRIORITY, SHORTHANDS, Flow, Match, MatchField
+
+if TYPE_CHECKING:  # loading ovs.flow (pyparsing, netaddr) costs every command 30 ms: only when parsing
+    from ovs.flow.kv import KeyValue
+    from ovs.flow.ofp import OFPFlow
 
 
 class FlowParseError(ValueError):
@@ -34,6 +36,8 @@ class FlowStats:
 
 
 def _parse(line: str) -> OFPFlow:
+    from ovs.flow.ofp import OFPFlow
+
     try:
         return OFPFlow(line.strip())
     except Exception as error:  # the ovs parser raises a variety of types

@@ -21,10 +21,12 @@ kept as a `HugeNumber`, which validation reports as out of range.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from flows import fastyaml
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,25 @@ class Origin:
     quoted: bool = False
 
 
-@dataclass
 class Source:
-    """Parsed data plus, for each field path, where it was written."""
+    """Parsed data plus, for each field path, where it was written.
 
-    data: Any
-    origins: dict[str, Origin] = field(default_factory=dict)
-    duplicates: list[tuple[str, int]] = field(default_factory=list)  # (path, line)
+    Read by the fast reader (flows.fastyaml), a source keeps its text instead of origins, and
+    reads the origins exactly (libyaml's node tree) the first time an error asks for one: a
+    valid config never pays for them."""
+
+    def __init__(self, data: Any, origins: dict[str, Origin] | None = None,
+                 duplicates: list[tuple[str, int]] | None = None, *, text: str | None = None) -> None:
+        self.data = data
+        self.duplicates = duplicates if duplicates is not None else []  # (path, line)
+        self._origins = origins
+        self._text = text
+
+    @property
+    def origins(self) -> dict[str, Origin]:
+        if self._origins is None:
+            self._origins = _exact(self._text).origins if self._text is not None else {}
+        return self._origins
 
     def line(self, path: str) -> int | None:
         origin = self.origins.get(path)
@@ -126,7 +140,27 @@ _VALUES = (yaml.ScalarEvent, yaml.AliasEvent, yaml.MappingStartEvent, yaml.Seque
 
 
 def load(text: str) -> Source:
-    """Parse one YAML document; raise YamlError for text that is not YAML or exceeds a limit."""
+    """Parse one YAML document; raise YamlError for text that is not YAML or exceeds a limit.
+
+    The fast reader (flows.fastyaml) takes the plain YAML configs are written in; whatever it
+    declines (anchors, tags, duplicate keys, deep nesting, long numbers, too many values, ...) is
+    read exactly, with every bound of the module docstring checked before libyaml's composer."""
+    _check_text(text)
+    if _fast_may_read(text):
+        try:
+            return Source(fastyaml.load(text, MAX_DEPTH, MAX_NUMBER_DIGITS), duplicates=[], text=text)
+        except fastyaml.Unsupported:
+            pass
+    return _exact(text)
+
+
+def _fast_may_read(text: str) -> bool:
+    """At most MAX_NODES values for certain: a line or a flow entry holds at most a key and a value."""
+    return 2 * (text.count(",") + text.count("\n") + 1) <= MAX_NODES
+
+
+def _exact(text: str) -> Source:
+    """libyaml's node tree, bounded (the prescan, what aliases expand to), walked for every value's origin."""
     _check_text(text)
     paused = gc.isenabled()
     gc.disable()  # the collector would walk the growing node tree again and again: 3/4 of the time
@@ -187,53 +221,6 @@ def _prescan(text: str) -> int:
                 depth -= 1
     finally:
         loader.dispose()
-
-
-class _Duplicate(Exception):
-    """A mapping gives a key twice: only `load` can say where."""
-
-
-class _PlainLoader(_LOADER):  # type: ignore[misc,valid-type]
-    """libyaml's safe loader, refusing a mapping that gives a key twice (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)  # merges (<<) flattened first
-        if len(mapping) != len(node.value):
-            raise _Duplicate
-        return mapping
-
-
-def load_plain(text: str) -> Source | None:
-    """The data alone, without where each value was written; YamlError over a limit (as `load`), None
-    when the text is not a plain valid document (a duplicate key, not YAML, a number no field takes).
-
-    A valid config never needs the origins: only errors quote lines and written text.  Loading
-    without them is a third of the time of `load` (no node walk in Python, no origin per value), so
-    a config is first loaded plainly and validated, and loaded again with `load` only to report
-    errors.  The same bounds hold as for `load` (size, the prescan's depth and count, what aliases
-    expand to) before libyaml's composer runs."""
-    _check_text(text)
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        aliases = _prescan(text)  # its YamlError is the one `load` would raise: said once, not twice
-        loader = _PlainLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return Source(None)
-            if aliases:
-                _expansion(node)
-            return Source(loader.construct_document(node))
-        finally:
-            loader.dispose()
-    except YamlError:
-        raise
-    except (_Duplicate, yaml.YAMLError, TypeError, ValueError, OverflowError):
-        return None  # TypeError: an unhashable key; ValueError: an impossible date, a number too long
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _expansion(root: yaml.Node) -> None:

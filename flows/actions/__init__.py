@@ -26,6 +26,7 @@ from flows.actions.base import (
     decode,
     encode_all,
     encoded,
+    encoded_both,
     from_text,
     ovs_value,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "decode",
     "encode_all",
     "encoded",
+    "encoded_both",
     "from_text",
     "ovs_value",
 ]

@@ -3,13 +3,12 @@ and the dispatch the text parser, the wire codec and the simulator use."""
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar, Protocol
-
-from ovs.flow.decoders import EthMask, IntMask, IPMask
 
 from flows import ofp
 from flows.ofp import Unsupported
@@ -134,8 +133,25 @@ def encoded(action: Action, reported: bool = False) -> bytes:
     return action.encode(reported)
 
 
+@lru_cache(maxsize=1 << 16)
+def encoded_both(action: Action) -> tuple[bytes, bytes]:
+    """(as sent, as reported), the second the very same object when the bytes are equal: only
+    actions naming fields by Nicira header (move, load, learn) may differ."""
+    sent, reported = action.encode(False), action.encode(True)
+    return sent, sent if reported == sent else reported
+
+
 def encode_all(actions: Iterable[Action], reported: bool = False) -> bytes:
     return b"".join(encoded(action, reported) for action in actions)
+
+
+@functools.cache
+def _ovs_masks() -> tuple[type, type, type]:
+    """Open vSwitch's parsed-value classes, imported on the first text parsed: importing them loads
+    pyparsing (and with it unittest), 60 ms of every agent's and command's start otherwise."""
+    from ovs.flow.decoders import EthMask, IntMask, IPMask
+
+    return EthMask, IntMask, IPMask
 
 
 def ovs_value(value: Any) -> tuple[int, int | None]:
@@ -144,6 +160,7 @@ def ovs_value(value: Any) -> tuple[int, int | None]:
         raise TypeError("unexpected flag")
     if isinstance(value, int):
         return value, None
+    EthMask, IntMask, IPMask = _ovs_masks()
     if isinstance(value, EthMask):
         return int(value.eth), None if value.mask is None else int(value.mask)
     if isinstance(value, IPMask):

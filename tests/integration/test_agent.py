@@ -119,6 +119,11 @@ def test_restarting_over_a_programmed_switch_changes_no_flow_and_keeps_learned_o
     assert "br-tun: read 26 flows (1 learned, 0 foreign): in sync, nothing sent" in log
     assert "br-int: read 9 flows (0 learned, 0 foreign): in sync, nothing sent" in log
     assert dump(ovs, "br-tun") == before
+    # The switch was asked to connect at once (its Controller row re-spelled), not left to its backoff.
+    assert "asked the switch to connect br-tun and br-int now" in log
+    targets = ovs.vsctl("--columns=target", "--bare", "list", "Controller").split()
+    assert set(targets) <= {'"tcp:127.0.0.1:6653"', '"tcp:[127.0.0.1]:6653"', "tcp:127.0.0.1:6653",
+                            "tcp:[127.0.0.1]:6653"}
 
 
 def test_a_packet_from_a_tunnel_is_learned_and_unicast_then_follows_it(agent: AgentProcess) -> None:

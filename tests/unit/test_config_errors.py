@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from controller.cli import main
-from flows import yamlsource
+from flows import fastyaml, yamlsource
 from flows.config import DEFAULT_COOKIE, InvalidConfig, parse_config, validate
 from tests.conftest import PROJECT
 
@@ -248,17 +248,20 @@ VALID = [*sorted(p.name for p in (PROJECT / "tests" / "data" / "configs").glob("
 
 
 @pytest.mark.parametrize("name", VALID)
-def test_a_valid_config_loaded_plainly_is_the_config_loaded_with_its_origins(name: str) -> None:
-    """parse_config validates the plain data first (no origins, faster); it must give the same config."""
+def test_a_valid_config_read_fast_is_the_config_read_exactly_with_its_origins(name: str) -> None:
+    """parse_config validates what the fast reader gives (origins read only for errors): the same config."""
     text = (PROJECT / "tests" / "data" / "configs" / name).read_text()
-    plain = yamlsource.load_plain(text)
-    assert plain is not None and plain.data == yamlsource.load(text).data
-    assert parse_config(text) == validate(yamlsource.load(text))
+    fast = yamlsource.load(text)
+    assert fast.data == yamlsource._exact(text).data
+    assert parse_config(text) == validate(yamlsource._exact(text))
 
 
-def test_the_plain_load_gives_up_on_a_duplicate_key_even_one_a_merge_brings() -> None:
-    assert yamlsource.load_plain("a: 1\na: 2\n") is None
-    assert yamlsource.load_plain("base: &b {x: 1}\nm:\n  <<: *b\n  x: 2\n") is None
-    assert yamlsource.load_plain("[1, 2]: x\n") is None  # not a key a config may have, nor hashable
-    assert yamlsource.load_plain("a: [1\n") is None
-    assert yamlsource.load_plain("a: 1\nb: {c: 2}\n").data == {"a": 1, "b": {"c": 2}}  # type: ignore[union-attr]
+def test_the_fast_reader_declines_what_needs_the_exact_one_and_the_bounds_still_hold() -> None:
+    for text in ("a: 1\na: 2\n", "base: &b {x: 1}\nm:\n  <<: *b\n  x: 2\n", "[1, 2]: x\n",
+                 "a: " + "1" * 81 + "\n", "".join(f"{'  ' * i}k{i}:\n" for i in range(40)) + "  " * 40 + "v: 1\n"):
+        with pytest.raises(fastyaml.Unsupported):
+            fastyaml.load(text)
+    deep = "".join(f"{'  ' * i}k{i}:\n" for i in range(40)) + "  " * 40 + "v: 1\n"
+    with pytest.raises(yamlsource.YamlError, match="nested more than 32 deep"):
+        yamlsource.load(deep)
+    assert isinstance(yamlsource.load("a: " + "1" * 81 + "\n").data["a"], yamlsource.HugeNumber)
