@@ -257,8 +257,8 @@ def markdown(result: dict[str, Any]) -> str:
                     f"| {t(s['p2_agent'])} | {t(s['p2_ofctl'])} | {t(s['p2_ratio'], 'x', 2)} "
                     f"| {s['p2_flow_mods']} |")
         memory.append(f"| {s['flows']:,} | {t(s['agent_peak_mib'], ' MiB', 1)} | "
-                      f"{s['agent_growth_mib_per_10k']} MiB | {s['switch_growth_mib']} MiB | "
-                      f"{s['switch_growth_mib_per_10k']} MiB |")
+                      f"{_mib(s['agent_growth_mib_per_10k'])} | {_mib(s['switch_growth_mib'])} | "
+                      f"{_mib(s['switch_growth_mib_per_10k'])} |")
         cli.append(f"| {s['flows']:,} | {t(s['check'])} | {t(s['render'])} | {t(s['python_start'])} |")
     goals = "\n".join(f"- {name}: {'met' if met else 'NOT met'}" for name, met in result["goals"].items())
     return (f"P1 (cold install, process start to barrier; goal <= {GOALS['p1_ratio']}x at 50k and 100k, "
@@ -271,6 +271,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"ovs-vswitchd: {result['switch_mib_per_10k']} MiB per 10k flows\n\n"
             f"check and render, whole processes (goal <= {GOALS['cli_s']} s):\n\n" + "\n".join(cli) + "\n\n"
             f"{goals}\n\ncommit {result['commit']}, {result['date']}, {result['machine']} ({result['cpus']} CPUs)\n")
+
+
+def _mib(value: float | None) -> str:
+    """A table cell: the base size has no growth to show."""
+    return "" if value is None else f"{value} MiB"
 
 
 def main() -> int:
