@@ -137,12 +137,9 @@ class _Stop:
     interrupt the main thread anywhere, even inside a lock that logging or an event would need."""
 
     def __init__(self, options: RunOptions, hub: bool = True) -> None:
-        if hub:
-            from controller.waiting import PollingSignal
+        from controller.waiting import PollingSignal
 
-            self.flag: Any = PollingSignal()
-        else:
-            self.flag = _PlainFlag()
+        self.flag = PollingSignal(None if hub else time.sleep)  # --no-switch: no os-ken, no hub
         self.received: list[int] = []
         self.reload: Any = None  # what SIGHUP does, once there is an agent
         signal.signal(signal.SIGTERM, self._stop)
@@ -166,25 +163,6 @@ class _Stop:
         while not self.flag.is_set():
             self.flag.wait(timeout=0.5)
         LOG.info("received %s: stopping", signal.Signals(self.received[0]).name)
-
-
-class _PlainFlag:
-    """A lock-free flag without os-ken's hub (brtun run --no-switch loads no os-ken)."""
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self._set and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self._set
 
 
 def _neutron_source(options: RunOptions, no_switch: bool) -> tuple[Any, Any] | int:

@@ -8,15 +8,15 @@ green one, so a waiter wakes the moment the flag is set.
 A flag set from a signal handler is different: the handler runs on the main
 thread, in the middle of whatever that thread was doing, possibly inside the
 very lock the event needs.  `PollingSignal` takes no lock: it is for the main
-thread's own loop (the launcher), and is polled in short `hub.sleep` steps.
+thread's own loop (the launcher), and is polled in short `hub.sleep` steps
+(or `time.sleep` where no hub runs: `brtun run --no-switch` loads no os-ken).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-
-from os_ken.lib import hub
+from collections.abc import Callable
 
 FIRST_STEP = 0.0005  # seconds; doubles up to LAST_STEP, so a quick set is seen quickly
 LAST_STEP = 0.01
@@ -45,7 +45,13 @@ class Signal:
 class PollingSignal:
     """A lock-free flag for signal handlers; its waiter sees it within LAST_STEP."""
 
-    def __init__(self) -> None:
+    def __init__(self, sleep: Callable[[float], object] | None = None) -> None:
+        """`sleep`: how the waiter pauses; os-ken's hub.sleep unless given."""
+        if sleep is None:
+            from os_ken.lib import hub
+
+            sleep = hub.sleep
+        self._sleep = sleep
         self._set = False
 
     def set(self) -> None:
@@ -61,6 +67,6 @@ class PollingSignal:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            hub.sleep(min(step, remaining))
+            self._sleep(min(step, remaining))
             step = min(step * 2, LAST_STEP)
         return True

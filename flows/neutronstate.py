@@ -451,12 +451,18 @@ class NeutronState:
             self._changed()
         return Applied(changed, tuple(ignored))
 
-    def tunnel_update(self, tunnel_ip: object, tunnel_type: object) -> Applied:
+    def _tunnel_message(self, tunnel_ip: object, tunnel_type: object) -> tuple[str | None, str, list[str]]:
+        """tunnel_update's and tunnel_delete's arguments, checked: (endpoint IP or None if ignored, type,
+        what was ignored)."""
         address, kind = parse_tunnel(tunnel_ip, tunnel_type)
         ignored: list[str] = []
         ip = self._endpoint_ip(address, ignored)
         if kind not in TUNNEL_TYPES:
             raise Malformed(f"tunnel_type {kind[:40]!r} is not a tunnel type")
+        return ip, kind, ignored
+
+    def tunnel_update(self, tunnel_ip: object, tunnel_type: object) -> Applied:
+        ip, kind, ignored = self._tunnel_message(tunnel_ip, tunnel_type)
         if ip is None:
             return Applied(False, tuple(ignored))
         endpoint = self.endpoints.setdefault(ip, _Endpoint())
@@ -468,11 +474,7 @@ class NeutronState:
 
     def tunnel_delete(self, tunnel_ip: object, tunnel_type: object) -> Applied:
         """The endpoint is gone for this type (its agent was deleted): so are its entries of that type."""
-        address, kind = parse_tunnel(tunnel_ip, tunnel_type)
-        ignored: list[str] = []
-        ip = self._endpoint_ip(address, ignored)
-        if kind not in TUNNEL_TYPES:
-            raise Malformed(f"tunnel_type {kind[:40]!r} is not a tunnel type")
+        ip, kind, ignored = self._tunnel_message(tunnel_ip, tunnel_type)
         if ip is None:
             return Applied(False, tuple(ignored))
         changed = False

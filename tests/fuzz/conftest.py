@@ -19,7 +19,7 @@ from types import FrameType
 
 import pytest
 
-from tests.integration.conftest import private_ovs  # noqa: F401 (a fixture, for the live targets)
+from tests.integration.conftest import agent, private_ovs  # noqa: F401 (fixtures, for the live targets)
 
 WATCHDOG = 5.0  # seconds one input may take
 MEMORY = 1 << 30  # bytes of address space one input may add (a MemoryError beyond, not the machine's memory)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ from hypothesis import HealthCheck, given, settings
 
 from controller.control import read_reply, request
 from ovshost.agentproc import AgentProcess
-from ovshost.privateovs import PrivateOvs
-from tests.conftest import CONFIGS
 from tests.fuzz.conftest import TRIED, bounded, outcome
 from tests.fuzz.test_fuzz_messages import requests
 from tests.integration.helpers import brtun, dump, is_learned, wait_until
@@ -31,19 +28,6 @@ pytestmark = pytest.mark.integration
 HOST = "compute1"
 PEER_SECONDS = 25.0  # how long the hostile peers talk to the agent
 PEERS = ((1, 0.3), (2, 0.3), (3, 1.0))  # (seed, share of answers mutated)
-
-
-@pytest.fixture
-def agent(private_ovs: PrivateOvs, tmp_path: Path) -> Iterator[AgentProcess]:
-    config = tmp_path / "brtun.yaml"
-    config.write_text((CONFIGS / "example.yaml").read_text())
-    process = AgentProcess(private_ovs, config, HOST)
-    try:
-        process.start()
-        process.wait_in_sync()
-        yield process
-    finally:
-        process.stop()
 
 
 def desired(agent: AgentProcess) -> list[str]:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ovshost.agentproc import AgentProcess
 from ovshost.privateovs import PrivateOvs
+from tests.conftest import CONFIGS
 
 RUN_ROOT = Path("/run/brtun-tests")
 
@@ -39,6 +41,20 @@ def private_ovs() -> Iterator[PrivateOvs]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture
+def agent(private_ovs: PrivateOvs, tmp_path: Path) -> Iterator[AgentProcess]:
+    """compute1's agent on the example config, in sync; a module may define its own `agent` instead."""
+    config = tmp_path / "brtun.yaml"
+    config.write_text((CONFIGS / "example.yaml").read_text())
+    process = AgentProcess(private_ovs, config, "compute1")
+    try:
+        process.start()
+        process.wait_in_sync()
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

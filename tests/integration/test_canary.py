@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ovshost.agentproc import AgentProcess
 from ovshost.privateovs import PrivateOvs
-from tests.conftest import CONFIGS
 from tests.integration.helpers import dump, is_learned, wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,19 +21,6 @@ AUDIT_SECONDS = 1.0  # AgentSettings.audit_interval: the content of a bridge thi
 LEARN = ["in_port=2,tun_id=0x3e9,dl_src=fa:16:3e:aa:00:01,dl_dst=ff:ff:ff:ff:ff:ff",
          "in_port=3,tun_id=0x1388,dl_src=fa:16:3e:aa:00:02,dl_dst=ff:ff:ff:ff:ff:ff",
          "in_port=2,tun_id=0x3e9,dl_src=fa:16:3e:aa:00:03,dl_dst=ff:ff:ff:ff:ff:ff"]
-
-
-@pytest.fixture
-def agent(private_ovs: PrivateOvs, tmp_path: Path) -> Iterator[AgentProcess]:
-    config = tmp_path / "brtun.yaml"
-    config.write_text((CONFIGS / "example.yaml").read_text())
-    process = AgentProcess(private_ovs, config, HOST)
-    try:
-        process.start()
-        process.wait_in_sync()
-        yield process
-    finally:
-        process.stop()
 
 
 def learn(ovs: PrivateOvs, packet: str) -> None:

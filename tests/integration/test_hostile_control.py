@@ -21,25 +21,11 @@ import pytest
 
 from controller.control import MAX_CONNECTIONS, REQUEST_SECONDS, read_reply, request
 from ovshost.agentproc import AgentProcess
-from ovshost.privateovs import PrivateOvs
 from tests.conftest import CONFIGS
 from tests.integration.helpers import FlowMonitor, dump, wait_until
 
 pytestmark = pytest.mark.integration
 HOST = "compute1"
-
-
-@pytest.fixture
-def agent(private_ovs: PrivateOvs, tmp_path: Path) -> Iterator[AgentProcess]:
-    config = tmp_path / "brtun.yaml"
-    config.write_text((CONFIGS / "example.yaml").read_text())
-    process = AgentProcess(private_ovs, config, HOST)
-    try:
-        process.start()
-        process.wait_in_sync()
-        yield process
-    finally:
-        process.stop()
 
 
 def pid_of(agent: AgentProcess) -> int:
