@@ -349,6 +349,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,30,60", help="agents per round (comma-separated, each >= 3)")
     parser.add_argument("--repeat", type=int, default=5, help="ports measured per round")
+    parser.add_argument("--output", default="neutron", help="bench/results/OUTPUT.{md,json}")
     parser.add_argument("--work-sizes", default="10,30,60,250,1000",
                         help="network sizes for one agent's own work (in this process)")
     args = parser.parse_args()
@@ -388,7 +389,7 @@ def main() -> int:
                      f"{r['agent_work_ms_p50']} ms | {r['no_switch_agent_rss_mib']} MiB |")
     lines += ["", "| network over N other hosts | one agent's own work (state, config, Change) | br-tun flows |",
               "|---|---|---|"] + [f"| {w['remote_hosts']} | {w['ms_median']} ms | {w['flows']} |" for w in work]
-    report.write("neutron", result, "\n".join(lines) + "\n")
+    report.write(args.output, result, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

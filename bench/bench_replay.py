@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--packets", type=int, default=20000, help="packets through the simulator per run")
     parser.add_argument("--traced", type=int, default=300, help="packets through ofproto/trace per run")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--output", default="replay", help="bench/results/OUTPUT.{md,json}")
     args = parser.parse_args()
     sim, live, ratios = [], [], []
     with ScratchSwitch() as switch:
@@ -85,7 +86,7 @@ def main() -> int:
         "runs": args.repeat, "packets": args.packets, "traced": args.traced,
         **report.provenance(),
     }
-    report.write("replay", result,
+    report.write(args.output, result,
         "| id | what | simulator (median) | ofproto/trace over unixctl (median) | ratio (median, min-max) | goal |\n"
         "|---|---|---|---|---|---|\n"
         f"| P4 | replay, packets/s | {result['simulator_pps_median']:,} | {result['trace_pps_median']:,} | "

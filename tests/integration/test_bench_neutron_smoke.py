@@ -18,11 +18,11 @@ pytestmark = pytest.mark.integration
 def test_the_neutron_scale_benchmark_runs_and_every_agent_gets_every_port() -> None:
     require_environment()
     result = subprocess.run([sys.executable, "bench/bench_neutron.py", "--sizes", "6", "--repeat", "3",
-                             "--work-sizes", "10,100"], capture_output=True, text=True, cwd=PROJECT, timeout=600,
+                             "--work-sizes", "10,100", "--output", "neutron-smoke"], capture_output=True, text=True, cwd=PROJECT, timeout=600,
                             check=False)
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    written = json.loads((PROJECT / "bench" / "results" / "neutron.json").read_text())
+    written = json.loads((PROJECT / "bench" / "results" / "neutron-smoke.json").read_text())
     (row,) = written["rounds"]
     assert row["n"] == 6 and row["samples"] == 3 * 5  # every other agent, every port
     assert row["floor_p50_s"] > 0 and row["floor_p50_s"] <= row["p99_s"]
