@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from controller import collector
 from controller.endpoints import Listen, Tls, default_listen
 from controller.launcher import DEFAULT_METRICS_PORT
+from flows import collector
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_OK
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import contextlib
 import gc
 from collections.abc import Mapping
 
-from controller import collector
+from flows import collector
 from flows.config import Config
 from flows.flow import Flow
 from flows.model import BridgeModel, build_bridge

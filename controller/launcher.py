@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import collector
 from controller.endpoints import Listen, Tls
 from controller.hub import select_hub
+from flows import collector
 from flows.exitstatus import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 LOG = logging.getLogger("brtun")

@@ -20,13 +20,12 @@ kept as a `HugeNumber`, which validation reports as out of range.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from flows import fastyaml
+from flows import collector, fastyaml
 
 
 @dataclass(frozen=True)
@@ -160,32 +159,29 @@ def _fast_may_read(text: str) -> bool:
 
 
 def _exact(text: str) -> Source:
-    """libyaml's node tree, bounded (the prescan, what aliases expand to), walked for every value's origin."""
-    _check_text(text)
-    paused = gc.isenabled()
-    gc.disable()  # the collector would walk the growing node tree again and again: 3/4 of the time
-    try:
-        aliases = _prescan(text)
-        loader = _LOADER(text)
+    """libyaml's node tree, bounded (the prescan, what aliases expand to), walked for every value's origin.
+    `text` has passed `_check_text` (in `load`)."""
+    # the collector would walk the growing node tree again and again: 3/4 of the time
+    with collector.paused():
         try:
-            node = loader.get_single_node()
-            source = Source(None)
-            if node is not None:
-                if aliases:  # without them the tree is what the prescan counted
-                    _expansion(node)
-                source.data = _convert(loader, node, "", source)
-            return source
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else None
-        raise YamlError(f"not valid YAML: {error.problem or error}", line) from None
-    except yaml.YAMLError as error:
-        raise YamlError(f"not valid YAML: {error}", None) from None
-    finally:
-        if paused:
-            gc.enable()
+            aliases = _prescan(text)
+            loader = _LOADER(text)
+            try:
+                node = loader.get_single_node()
+                source = Source(None)
+                if node is not None:
+                    if aliases:  # without them the tree is what the prescan counted
+                        _expansion(node)
+                    source.data = _convert(loader, node, "", source)
+                return source
+            finally:
+                loader.dispose()
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark or error.context_mark
+            line = mark.line + 1 if mark else None
+            raise YamlError(f"not valid YAML: {error.problem or error}", line) from None
+        except yaml.YAMLError as error:
+            raise YamlError(f"not valid YAML: {error}", None) from None
 
 
 def _check_text(text: str) -> None:
