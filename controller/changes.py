@@ -131,10 +131,9 @@ class Change:
         agent's config changed in between, the second time is the first one's change (the same
         effective config, so the same pipeline, built once), its one check that depends on the
         moment (is br-tun connected?) made again."""
-        last = _last_proposed.get(id(agent))
-        if last is not None and last[0] == text and last[1].old is agent.config \
-                and last[1].old_origin is agent.origin:
-            change = dataclasses.replace(last[1], new_origin=agent.origin.after(text, path, edit))
+        last = _still_proposed(agent, text)
+        if last is not None:
+            change = dataclasses.replace(last, new_origin=agent.origin.after(text, path, edit))
             change.check_connected(agent)
             return change
         new = parsed if parsed is not None else _parse(text)
@@ -272,11 +271,18 @@ def preview(agent: ChangeTarget, text: str, parsed: Config | None = None) -> dic
     return Change.proposed(agent, text, parsed=parsed).preview(agent)
 
 
+def _still_proposed(agent: ChangeTarget, text: str) -> Change | None:
+    """The change last proposed to this agent for `text`, if the agent's config has not changed since."""
+    last = _last_proposed.get(id(agent))
+    if last is None or last[0] != text or last[1].old is not agent.config or last[1].old_origin is not agent.origin:
+        return None
+    return last[1]
+
+
 def validated_last(agent: ChangeTarget, text: str) -> bool:
     """Whether `text` is what this agent validated last, its config unchanged since: `brtun apply`
     sends the text it validated, whose parse (in the bounded child) need not be done again."""
-    last = _last_proposed.get(id(agent))
-    return last is not None and last[0] == text and last[1].old is agent.config and last[1].old_origin is agent.origin
+    return _still_proposed(agent, text) is not None
 
 
 def apply(agent: ChangeTarget, text: str, path: str | None, edit: str | None = None,

@@ -24,7 +24,6 @@ Neutron's names (docs/NEUTRON.md, "Pointing brtun at a Neutron"), plus a
 from __future__ import annotations
 
 import datetime
-import hashlib
 import ipaddress
 import logging
 import threading
@@ -39,6 +38,7 @@ from neutron_lib.agent import topics
 from neutron_lib.plugins.ml2 import ovs_constants
 from oslo_config import cfg
 
+from flows import naming
 from flows.config import DEFAULT_COOKIE, Options
 from flows.naming import TUNNEL_TYPES
 from flows.neutronstate import LocalHost
@@ -319,7 +319,5 @@ def _unicast(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def _default_datapath_id(local_ip: str) -> int:
     """br-tun's datapath ID when [brtun] datapath_id is not given: from the endpoint, so that it is stable."""
-    address = ipaddress.ip_address(local_ip)
-    if address.version == 4:
-        return 0xB7 << 32 | int(address)
-    return 0xB7 << 48 | int.from_bytes(hashlib.blake2b(address.packed, digest_size=6).digest(), "big")
+    shift = 32 if ipaddress.ip_address(local_ip).version == 4 else 48
+    return 0xB7 << shift | naming.endpoint_number(local_ip)

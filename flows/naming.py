@@ -44,6 +44,15 @@ TUNNEL_TYPES = ("gre", "vxlan", "geneve")  # here, not in flows.tables: validati
 TYPE_DIGIT = {"gre": 1, "vxlan": 2, "geneve": 3}
 
 
+def endpoint_number(ip: str) -> int:
+    """A tunnel endpoint as a number that fits a datapath ID with room for a prefix: an IPv4 address
+    itself (32 bits), or 48 bits of a hash of an IPv6 one (whose low bits alone repeat across prefixes)."""
+    address = ipaddress.ip_address(ip)
+    if address.version == 4:
+        return int(address)
+    return int.from_bytes(hashlib.blake2b(address.packed, digest_size=6).digest(), "big")
+
+
 @functools.lru_cache(maxsize=16384)  # pure, and asked for every port of every host on each change
 def tunnel_port_name(tunnel_type: str, remote_ip: str) -> str:
     """Neutron's name for the tunnel port toward `remote_ip` (agent get_tunnel_name)."""

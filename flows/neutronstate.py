@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flows import naming
 from flows.checker import NAME_PATTERN
 from flows.config import MAX_KEY, Config, Options, validate
 from flows.naming import TUNNEL_TYPES
@@ -145,12 +145,9 @@ def _ip_key(ip: str) -> tuple[int, int]:
 
 
 def _remote_datapath_id(ip: str) -> int:
-    """A placeholder datapath ID per remote endpoint, unique among them: the IPv4 address itself, or 48
-    bits of a hash of an IPv6 one (whose low bits alone repeat across prefixes)."""
-    address = ipaddress.ip_address(ip)
-    if address.version == 4:
-        return REMOTE_DATAPATH_ID | int(address)
-    return REMOTE_DATAPATH_ID | 1 << 48 | int.from_bytes(hashlib.blake2b(address.packed, digest_size=6).digest(), "big")
+    """A placeholder datapath ID per remote endpoint, unique among them (bit 48 keeps IPv6 ones apart)."""
+    number = naming.endpoint_number(ip)
+    return REMOTE_DATAPATH_ID | (number if ipaddress.ip_address(ip).version == 4 else 1 << 48 | number)
 
 
 # ----- checking what arrives -------------------------------------------------------
