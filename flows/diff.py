@@ -145,6 +145,14 @@ def _by_encoding(desired: tuple[Flow, ...]) -> dict[StatsKey, Flow]:
     return index
 
 
+def _ordered_adds(adds: list[Change]) -> list[Change]:
+    """From the last table back (docs/PIPELINE.md), in the desired (pipeline) order within a table
+    and priority: a stable sort, deterministic because the pipeline is, and no rendering of every
+    flow of a cold start."""
+    adds.sort(key=lambda change: (-change.flow.table, -change.flow.priority))
+    return adds
+
+
 def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int,
          takeover: frozenset[int] = frozenset(), forget: frozenset[tuple[int, int]] = frozenset()) -> Diff:
     """The changes that make `installed` hold `desired`.
@@ -163,6 +171,9 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int,
         unchanged, installed = installed.split(_by_encoding(desired))
         settled = {id(flow) for flow in unchanged}
         left = tuple(flow for flow in desired if id(flow) not in settled)
+    installed = tuple(installed)
+    if not installed:  # an empty switch (a cold start): every flow is an add, no flow's key is needed
+        return Diff(tuple(_ordered_adds([Change(Kind.ADD, flow) for flow in left])))
     wanted: dict[FlowKey, Flow] = {flow.key: flow for flow in left}
     if len(wanted) != len(left):
         raise ValueError("desired flows repeat an identity (table, priority, match)")
@@ -199,13 +210,8 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int,
             taken.append(flow)
         elif not target.same_effect(flow):
             modifies.append(Change(Kind.MODIFY, target, old=flow))
-    for flow in left:
-        if flow.key not in present:
-            adds.append(Change(Kind.ADD, flow))
-    # Adds keep the desired (pipeline) order within a table and priority: a
-    # stable sort, deterministic because the pipeline is, and no rendering of
-    # every flow of a cold start.
-    adds.sort(key=lambda c: (-c.flow.table, -c.flow.priority))
+    adds += [Change(Kind.ADD, flow) for key, flow in wanted.items() if key not in present]
+    _ordered_adds(adds)
     modifies.sort(key=lambda c: (-c.flow.table, -c.flow.priority, c.flow.render()))
     deletes.sort(key=lambda c: (c.flow.table, -c.flow.priority, c.flow.render()))
     return Diff(tuple(adds + modifies + deletes), tuple(foreign), tuple(learned), tuple(conflicts), tuple(taken))

@@ -12,6 +12,8 @@ The declaration order is the order in which `ovs-ofctl` prints match fields
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -56,15 +58,12 @@ class Field:
 
     def format(self, value: int) -> str:
         """The value alone, as Open vSwitch prints it in matches and set_field."""
-        if self.notation is Notation.MAC:
-            return mac_text(value)
-        if self.notation is Notation.IPV4:
-            return ipv4_text(value)
-        if self.notation is Notation.HEX:
-            return c_hex(value)
-        if self.notation is Notation.PORT:
-            return format_port(value)
-        return str(value)
+        return self.formatter(value)
+
+    @property
+    def formatter(self) -> Callable[[int], str]:
+        """`format` as one function of the value (its notation's), for text made in bulk."""
+        return _FORMATTERS.get(self.notation, str)
 
     def store(self, packet: dict[str, int], value: int) -> None:
         """Set this field of a simulated packet (a view writes its bits of the field it views)."""
@@ -301,23 +300,42 @@ def c_hex(value: int) -> str:
 
 
 def mac_text(value: int) -> str:
-    return ":".join(f"{(value >> shift) & 0xFF:02x}" for shift in range(40, -8, -8))
+    digits = f"{value & 0xFFFFFFFFFFFF:012x}"
+    return f"{digits[0:2]}:{digits[2:4]}:{digits[4:6]}:{digits[6:8]}:{digits[8:10]}:{digits[10:12]}"
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 def mac_value(text: str) -> int:
-    parts = text.split(":")
-    if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
+    """Six hex bytes, colon-separated (one digit allowed: Open vSwitch writes 0:1:2:..)."""
+    if _MAC.fullmatch(text) is None:
         raise ValueError(f"{text!r} is not a MAC address")
-    return int("".join(p.zfill(2) for p in parts), 16)
+    if len(text) == 17:
+        return int(text.replace(":", ""), 16)
+    return int("".join(part.zfill(2) for part in text.split(":")), 16)
 
 
 def ipv4_text(value: int) -> str:
-    return str(ipaddress.IPv4Address(value))
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{value} is not an IPv4 address")
+    return f"{value >> 24}.{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
 
 
 def ipv4_value(text: str) -> int:
-    return int(ipaddress.IPv4Address(text))
+    """Dotted decimal, as the ipaddress module reads it (no leading zeros), without its cost
+    (a config can hold a hundred thousand addresses)."""
+    if _IPV4.fullmatch(text) is None:
+        return int(ipaddress.IPv4Address(text))  # raises its own clear error
+    a, b, c, d = text.split(".")
+    return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
 
 
 def format_port(port: int) -> str:
     return RESERVED_PORTS.get(port, str(port))
+
+
+_FORMATTERS: dict[Notation, Callable[[int], str]] = {
+    Notation.MAC: mac_text, Notation.IPV4: ipv4_text, Notation.HEX: c_hex, Notation.PORT: format_port}

@@ -273,11 +273,10 @@ FlowKey = tuple[int, int, Match]
 StatsKey = tuple[int, int, int, int, int, bytes, bytes]
 
 
-@dataclass(frozen=True)
-class Encoded:
+class Encoded(NamedTuple):
     """A flow's bytes, kept with the flow (`Flow.encoded`): the match and instructions as os-ken
     sends them, and the key of the flow-stats entry Open vSwitch reports for it (the same bytes,
-    but Nicira's headers in Nicira actions)."""
+    but Nicira's headers in Nicira actions).  A named tuple: one per desired flow, kept."""
 
     match: bytes  # ofp_match, without its padding (the key shares it)
     instructions: bytes

@@ -9,6 +9,8 @@ against its table's declaration (flows.tables) as it is built.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from flows import fields, tables
 from flows.actions import (
     Action,
@@ -38,6 +40,7 @@ from flows.tables import (
     TUN_TABLE,
     UCAST_TO_TUN,
 )
+from flows.template import Shape, ShapedFlow, Value
 
 # Actions every flow of a kind shares: one object each, not one per flow (at
 # 50,000 flows the copies cost megabytes).
@@ -48,6 +51,16 @@ ARP_SHA_TO_THA = Move(Subfield.of(BY_NAME["arp_sha"]), Subfield.of(BY_NAME["arp_
 ARP_SPA_TO_TPA = Move(Subfield.of(BY_NAME["arp_spa"]), Subfield.of(BY_NAME["arp_tpa"]))
 ETH_SRC_TO_DST = Move(Subfield.of(BY_NAME["dl_src"]), Subfield.of(BY_NAME["dl_dst"]))
 BACK_IN = Output(fields.OFPP_IN_PORT)
+
+# The values tables 20 and 21 differ in, per (network, remote port): builders' arguments 0 and 1.
+# The first sample is what flows.template searches for in a sample flow: values that no other
+# part of these flows holds.
+LOCAL_VLAN = Value(0, "local_vlan", BY_NAME["vlan_vid"], (4001, 2903, 7), present=fields.OFPVID_PRESENT, text=str)
+SEGMENTATION_ID = Value(0, "segmentation_id", BY_NAME["tun_id"], (0xABCDE1, 0x5A5A5A, 0x77))
+REMOTE_MAC = Value(1, "mac", BY_NAME["dl_dst"], (0xFA163E5A69C3, 0xFA163E0B1C2D, 0x02AABBCCDDEE))
+REMOTE_IP = Value(1, "ip", BY_NAME["arp_tpa"], (0xC63364C9, 0xCB007107, 0x0AFA0063))
+TUNNEL_OFPORT = Value(1, "ofport", BY_NAME["in_port"], (60013, 4242, 51))
+PER_REMOTE_PORT = (LOCAL_VLAN, SEGMENTATION_ID, REMOTE_MAC, REMOTE_IP, TUNNEL_OFPORT)
 
 UNICAST = ("00:00:00:00:00:00", "01:00:00:00:00:00")
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -167,20 +180,47 @@ def build(model: BridgeModel) -> tuple[Flow, ...]:
         flood = install_flood_to_tun(model, network)
         if flood is not None:
             flows.append(flood)
+    # Most of a large br-tun: made by shape (flows.template), equal to what the builders make.
+    unicast = Shape(install_unicast_to_tun, model, PER_REMOTE_PORT)
+    arp = Shape(install_arp_responder, model, PER_REMOTE_PORT) if model.options.arp_responder else None
     for port in model.remote_ports:
         network = networks[port.network]
-        flows.append(install_unicast_to_tun(model, network, port))
-        if model.options.arp_responder:
-            flows.append(install_arp_responder(model, network, port))
+        flows.append(unicast.flow(network, port))
+        if arp is not None:
+            flows.append(arp.flow(network, port))
     _check_unique(flows)
     return tuple(flows)
 
 
 def _check_unique(flows: list[Flow]) -> None:
-    seen: dict[object, Flow] = {}
+    """No two flows with one (table, priority, match).  A shaped flow is told apart from its
+    shape's others by its match values alone (Shape.identity), unless its place (table, priority)
+    also holds flows of another shape or unshaped ones: those are all compared by key."""
+    keyed: list[Flow] = []
+    by_shape: dict[Shape, list[ShapedFlow]] = {}
     for flow in flows:
+        if type(flow) is ShapedFlow:
+            by_shape.setdefault(flow.shape, []).append(flow)
+        else:
+            keyed.append(flow)
+    places = Counter((flow.table, flow.priority) for flow in keyed)
+    places.update(shape.place for shape in by_shape)
+    for shape, members in by_shape.items():
+        if places[shape.place] > 1:
+            keyed += members
+            continue
+        seen_shaped: dict[object, Flow] = {}
+        for flow in members:
+            identity = flow.identity
+            if identity in seen_shaped:
+                _twice(seen_shaped[identity], flow)
+            seen_shaped[identity] = flow
+    seen: dict[object, Flow] = {}
+    for flow in keyed:
         if flow.key in seen:
-            raise tables.TableViolation(
-                f"two flows with one identity:\n{seen[flow.key].render()}\n{flow.render()}")
+            _twice(seen[flow.key], flow)
         seen[flow.key] = flow
 
+
+def _twice(first: Flow, second: Flow) -> None:
+    raise tables.TableViolation(f"two flows with one identity:\n{first.render()}\n{second.render()}")

@@ -7,17 +7,20 @@ from pathlib import Path
 
 from bench import bigconfig
 from controller.desired import DesiredBrTun
-from flows.model import build_bridge
+from flows.model import build_bridge, requested_ofports
 from flows.pipeline import build
+from flows.template import ShapedFlow
 
 
 def test_the_desired_br_tun_is_kept_while_config_and_ofports_stay(tmp_path: Path) -> None:
     config = bigconfig.write(300, tmp_path / "c.yaml", hosts=3)
+    ofports = requested_ofports(config.host("h0"), config)
     desired = DesiredBrTun("h0")
-    first = desired.flows(config, {"patch-int": 1})
-    assert desired.flows(config, {"patch-int": 1}) is first
-    assert desired.flows(config, {"patch-int": 2}) is not first
-    assert all("encoded" in flow.__dict__ for flow in first)
+    first = desired.flows(config, ofports)
+    assert desired.flows(config, dict(ofports)) is first
+    assert desired.flows(config, {**ofports, "patch-int": 99}) is not first
+    assert len(first) > 290 and any(isinstance(flow, ShapedFlow) for flow in first)
+    assert all(flow.encoded is flow.encoded for flow in first)  # encoded once, kept
 
 
 def test_building_a_pipeline_leaves_the_garbage_collector_alone(tmp_path: Path) -> None:
