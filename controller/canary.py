@@ -46,16 +46,20 @@ class Canary:
         self._duty = duty
         self._next = 0.0
         self._expected: dict[str, collections.Counter[int]] = {}
-        self._keys: dict[str, frozenset[bytes] | None] = {}  # None: a flow flows.wire cannot encode
+        # content hash -> table; None: a flow flows.wire cannot encode
+        self._keys: dict[str, dict[int, int] | None] = {}
         self._next_content: dict[str, float] = {}
         self.last_content_seconds: dict[str, float] = {}
 
     def expect(self, bridge: str, desired: Iterable[Flow], held: Collection[object]) -> None:
         """After a reconcile: `desired` is installed, except the flows whose place a foreign flow `held`."""
-        installed = [f for f in desired if f.key not in held]
+        installed = [f for f in desired if f.key not in held] if held else list(desired)
         self._expected[bridge] = collections.Counter(f.table for f in installed)
         try:
-            self._keys[bridge] = frozenset(content_key(f.encoded.key) for f in installed)
+            # Each content's hash (Python's, seeded per process) and table, not the content itself:
+            # a hundred thousand byte strings would cost the agent ~2 MiB per 10,000 flows for as long
+            # as it runs; two different contents hashing alike is a chance of about n^2 / 2^64.
+            self._keys[bridge] = {hash(content_key(f.encoded.key)): f.table for f in installed}
         except (Unsupported, KeyError):
             self._keys[bridge] = None
 
@@ -91,11 +95,12 @@ class Canary:
         expected = self._keys.get(bridge)
         if expected is None:
             return None
-        found: set[bytes] = set()
+        found: set[int] = set()
         extra: collections.Counter[int] = collections.Counter()
         for content in installed:
-            if content in expected:
-                found.add(content)  # its hash is kept with it: no second hashing
+            digest = hash(content)
+            if digest in expected:
+                found.add(digest)
                 continue
             table, priority, _idle, hard_timeout, flow_cookie = CONTENT_HEAD.unpack_from(content)
             if flow_cookie != cookie or (table == UCAST_TO_TUN and priority == PRIORITY_ENTRY and hard_timeout):
@@ -103,7 +108,7 @@ class Canary:
             extra[table] += 1
         if len(found) == len(expected) and not extra:
             return None
-        missing = collections.Counter(content[0] for content in expected - found)
+        missing = collections.Counter(table for digest, table in expected.items() if digest not in found)
         tables = sorted(set(missing) | set(extra))
         detail = ", ".join(
             f"table {t}: " + " and ".join(part for part in (

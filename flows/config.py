@@ -51,9 +51,10 @@ class Network:
     segmentation_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Port:
-    """A VM or service port (Neutron port) on a host's br-int."""
+    """A VM or service port (Neutron port) on a host's br-int.  Slots: a large config holds
+    tens of thousands."""
 
     network: str
     mac: str  # lower case, colon separated

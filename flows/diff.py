@@ -39,7 +39,7 @@ class Kind(Enum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     kind: Kind
     flow: Flow  # the flow to add, the new version, or the flow to delete
@@ -167,7 +167,7 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow], cookie: int,
     the host the flow points at: flows.transition.forgotten_macs)."""
     desired = tuple(desired)
     left = desired  # desired flows not yet known to be installed unchanged
-    if isinstance(installed, InstalledFlows):
+    if isinstance(installed, InstalledFlows) and len(installed):
         unchanged, installed = installed.split(_by_encoding(desired))
         settled = {id(flow) for flow in unchanged}
         left = tuple(flow for flow in desired if id(flow) not in settled)

@@ -24,7 +24,7 @@ class TunnelPort:
     ofport: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalNetwork:
     """A network this host carries, with its host-specific local VLAN."""
 
@@ -35,9 +35,10 @@ class LocalNetwork:
     flood_ofports: tuple[int, ...]  # the tunnel ports table 22 outputs to, ascending
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemotePort:
-    """A port on another host, as l2population announces it (an FDB entry: it has a fixed IP)."""
+    """A port on another host, as l2population announces it (an FDB entry: it has a fixed IP).
+    Slots: one per (network, remote port), kept as long as the desired flows."""
 
     network: str
     mac: int

@@ -186,7 +186,6 @@ class Shape:
         flow = object.__new__(ShapedFlow)
         _set(flow, "_shape", self)
         _set(flow, "_args", args)
-        _set(flow, "_encoded", None)
         _set(flow, "_built", None)
         return flow
 
@@ -208,7 +207,7 @@ class Shape:
             real_args = self._with(args, check)
             real = self.builder(self.model, *real_args)
             made = object.__new__(ShapedFlow)
-            for name, value in (("_shape", self), ("_args", real_args), ("_encoded", None), ("_built", real)):
+            for name, value in (("_shape", self), ("_args", real_args), ("_built", real)):
                 _set(made, name, value)
             if (made.render(), made.encoded, made.match) != (real.render(), real.encoded, real.match):
                 return False
@@ -263,9 +262,9 @@ class ShapedFlow(Flow):
 
     It is a Flow in every way a reader can tell (equal to, and hashing like, the Flow its builder
     makes; `dataclasses.replace` and pickling give a plain Flow), but it holds two references and,
-    once encoded, its bytes: no Match, actions or text are kept."""
+    no Match, actions, bytes or text are kept."""
 
-    __slots__ = ("_args", "_built", "_encoded", "_shape")
+    __slots__ = ("_args", "_built", "_shape")
 
     _shape: Shape
     _args: tuple[Any, ...]
@@ -298,9 +297,9 @@ class ShapedFlow(Flow):
 
     @property  # type: ignore[override]
     def encoded(self) -> Encoded:
-        if self._encoded is None:
-            _set(self, "_encoded", self._shape.encode(self._args))
-        return self._encoded
+        """Made anew each time (~3 us): keeping each shaped flow's bytes would cost ~400 bytes a flow
+        for as long as the agent keeps its desired flows, twice what the rest of the flow costs."""
+        return self._shape.encode(self._args)
 
     @property  # type: ignore[override]
     def key(self) -> tuple[int, int, Match]:
