@@ -277,7 +277,11 @@ class Checker:
 
     def tenant_ip(self, path: str, value: object) -> str | None:
         address = self._address(path, value, "port addresses", ipv6=False)
-        return str(address) if address is not None else None
+        if address is None:
+            return None
+        # A dotted quad _plain_ipv4 took is already ipaddress's spelling (no leading zeros): kept as
+        # given, not printed again (a config can hold a hundred thousand).
+        return value if isinstance(value, str) and _plain_ipv4(value) is not None else str(address)
 
     def ifname(self, path: str, value: object) -> str | None:
         name = self.text(path, value, "port name")

@@ -22,9 +22,10 @@ shape builds every flow through the builder instead, which is only slower.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,17 +66,27 @@ class Value:
 
 
 _PACK = {1: "B", 2: "H", 4: "I", 8: "Q"}
-_CONSTANT, _WHOLE, _HIGH16, _LOW32 = range(4)  # what a part of packed bytes is
 
 
 class _NoShape(Exception):
     """The sample flow does not reduce to a template (the shape builds through the builder)."""
 
 
-class _Bytes:
-    """Bytes with holes: constants and, in between, values packed big-endian at their field's width."""
+def split_positions(values: Sequence[Value]) -> dict[int, int]:
+    """Where in a shape's wired list each 6-byte value's two parts follow the values (struct has no
+    48-bit code: a MAC is packed as its high 16 and low 32 bits)."""
+    sixes = [index for index, value in enumerate(values) if value.size == 6]
+    return {index: len(values) + 2 * rank for rank, index in enumerate(sixes)}
 
-    def __init__(self, sample: bytes, values: Sequence[Value], sampled: Sequence[int]) -> None:
+
+class _Bytes:
+    """Bytes with holes: constants and, in between, values packed big-endian at their field's width.
+
+    Filled by one `itemgetter` and one `struct.pack`, both in C: the wired values (Shape.wired)
+    followed by the constants are picked in the order the format packs them."""
+
+    def __init__(self, sample: bytes, values: Sequence[Value], sampled: Sequence[int],
+                 split: Mapping[int, int]) -> None:
         holes: list[tuple[int, int]] = []  # (offset, index of the value)
         for index, value in enumerate(values):
             needle = value.wire(sampled[index]).to_bytes(value.size, "big")
@@ -84,44 +95,38 @@ class _Bytes:
                 holes.append((start, index))
                 start = sample.find(needle, start + len(needle))
         holes.sort()
-        fmt, parts, at = "!", [], 0
+        wired_length = len(values) + 2 * len(split)
+        fmt, order, constants, at = "!", [], [], 0
         for offset, index in holes:
             if offset < at:
                 raise _NoShape("two values overlap in the bytes")
             if offset > at:
                 fmt += f"{offset - at}s"
-                parts.append((_CONSTANT, sample[at:offset]))
+                order.append(wired_length + len(constants))
+                constants.append(sample[at:offset])
             size = values[index].size
-            if size == 6:  # a MAC: struct has no 48-bit code
+            if index in split:
                 fmt += "HI"
-                parts += [(_HIGH16, index), (_LOW32, index)]
+                order += [split[index], split[index] + 1]
             elif size in _PACK:
                 fmt += _PACK[size]
-                parts.append((_WHOLE, index))
+                order.append(index)
             else:
                 raise _NoShape(f"no packing for a {size}-byte value")
             at = offset + size
         if at < len(sample):
             fmt += f"{len(sample) - at}s"
-            parts.append((_CONSTANT, sample[at:]))
+            order.append(wired_length + len(constants))
+            constants.append(sample[at:])
         self._pack = struct.Struct(fmt).pack
-        self._parts = tuple(parts)
+        self._pick = operator.itemgetter(*order, *order[:1])  # one more: itemgetter of one gives no tuple
+        self._constants = constants
         self.constant = sample if not holes else None
 
-    def fill(self, wired: Sequence[int]) -> bytes:
+    def fill(self, wired: list[int]) -> bytes:
         if self.constant is not None:
             return self.constant
-        args: list[object] = []
-        for kind, item in self._parts:
-            if kind == _CONSTANT:
-                args.append(item)
-            elif kind == _WHOLE:
-                args.append(wired[item])
-            elif kind == _HIGH16:
-                args.append(wired[item] >> 32)
-            else:
-                args.append(wired[item] & 0xFFFFFFFF)
-        return self._pack(*args)
+        return self._pack(*self._pick(wired + self._constants)[:-1])
 
 
 class _Text:
@@ -218,9 +223,13 @@ class Shape:
                      sample.hard_timeout)
         encoded = sample.encoded
         reported = encoded.key[6]
-        self._match_bytes = _Bytes(encoded.match, self.values, sampled)
-        self._sent = _Bytes(encoded.instructions, self.values, sampled)
-        self._reported = self._sent if reported is encoded.instructions else _Bytes(reported, self.values, sampled)
+        split = split_positions(self.values)
+        self._split = tuple(split)
+        self._getters = tuple((value.owner, operator.attrgetter(value.attr), value.present) for value in self.values)
+        self._match_bytes = _Bytes(encoded.match, self.values, sampled, split)
+        self._sent = _Bytes(encoded.instructions, self.values, sampled, split)
+        self._reported = self._sent if reported is encoded.instructions else \
+            _Bytes(reported, self.values, sampled, split)
         self._text = _Text(sample.render(), self.values, sampled)
         self._match = _MatchTemplate(sample.match, self.values, sampled)
 
@@ -230,7 +239,11 @@ class Shape:
         return self.head[0], self.head[1]
 
     def wired(self, args: Sequence[Any]) -> list[int]:
-        return [value.wire(getattr(args[value.owner], value.attr)) for value in self.values]
+        """Each value as matched or sent (Value.wire), then each 6-byte value's two parts."""
+        wired = [get(args[owner]) | present for owner, get, present in self._getters]
+        for index in self._split:
+            wired += (wired[index] >> 32, wired[index] & 0xFFFFFFFF)
+        return wired
 
     def render(self, args: Sequence[Any]) -> str:
         return self._text.fill(args)
