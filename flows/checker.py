@@ -96,9 +96,9 @@ class Checker:
         result: dict[str, Any] = {}
         allowed = tuple(allowed) if allowed is not None else None
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
             if not isinstance(key, str):
                 if allowed is not None:
+                    child = f"{path}.{key}" if path else str(key)
                     self._wrong_text(self.key_path(path, key) if path else child, key, "a key",
                                      origin_path=child + "#key")
                 else:
@@ -107,7 +107,7 @@ class Checker:
             if allowed is not None and key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(allowed)})"
-                self.error(child, f"unknown key{hint}")
+                self.error(f"{path}.{key}" if path else key, f"unknown key{hint}")
                 continue
             result[key] = item
         for key in required:
@@ -248,7 +248,7 @@ class Checker:
             return None
         quad = _plain_ipv4(value)
         if quad is not None:  # the common case, without ipaddress's parser and properties (50k ports: 0.6 s)
-            if quad == 0 or quad == 0xFFFFFFFF or quad >> 24 == 127 or quad >> 28 in (0xE, 0xF):
+            if not _unicast_quad(quad):
                 self.error(path, f"{value} is not a unicast address")
                 return None
             return ipaddress.IPv4Address(quad)
@@ -276,12 +276,14 @@ class Checker:
         return str(address) if address is not None else None
 
     def tenant_ip(self, path: str, value: object) -> str | None:
+        if isinstance(value, str):
+            quad = _plain_ipv4(value)
+            if quad is not None and _unicast_quad(quad):
+                # Already ipaddress's spelling (no leading zeros): kept as given, with no address
+                # object made and printed again (a config can hold a hundred thousand).
+                return value
         address = self._address(path, value, "port addresses", ipv6=False)
-        if address is None:
-            return None
-        # A dotted quad _plain_ipv4 took is already ipaddress's spelling (no leading zeros): kept as
-        # given, not printed again (a config can hold a hundred thousand).
-        return value if isinstance(value, str) and _plain_ipv4(value) is not None else str(address)
+        return str(address) if address is not None else None
 
     def ifname(self, path: str, value: object) -> str | None:
         name = self.text(path, value, "port name")
@@ -299,6 +301,11 @@ def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
 
+def _unicast_quad(quad: int) -> bool:
+    """Not 0.0.0.0, the broadcast, loopback, multicast or reserved (ipaddress's verdicts on a quad)."""
+    return not (quad == 0 or quad == 0xFFFFFFFF or quad >> 24 == 127 or quad >> 28 in (0xE, 0xF))
+
+
 def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 def _plain_ipv4(text: str) -> int | None:
@@ -307,7 +314,7 @@ def _plain_ipv4(text: str) -> int | None:
     match = IPV4_PATTERN.fullmatch(text)
     if match is None:
         return None
-    a, b, c, d = (int(part) for part in match.groups())
+    a, b, c, d = map(int, match.groups())
     if a > 255 or b > 255 or c > 255 or d > 255:
         return None
     return a << 24 | b << 16 | c << 8 | d

@@ -388,5 +388,5 @@ def sorted_flows(flows: Iterable[Flow]) -> list[Flow]:
 def render_flows(flows: Iterable[Flow]) -> str:
     """Lines as the switch prints them, in `brtun render` order, newline-terminated (each flow
     rendered once: the text is both the last sort key and the line)."""
-    lines = sorted((flow.table, -flow.priority, flow.render()) for flow in flows)
-    return "".join(line + "\n" for _, _, line in lines)
+    lines = sorted([(flow.table, -flow.priority, flow.render()) for flow in flows])
+    return "\n".join([line for _, _, line in lines]) + "\n" if lines else ""

@@ -142,12 +142,12 @@ class _Text:
             text = re.escape(value.format(sampled[index]))
             template, count = re.subn(rf"(?<=[=:,]){text}(?=[,\-/ ]|$)", f"{{{len(printed)}}}", template)
             if count:
-                printed.append((value.owner, value.attr, value.formatter))
+                printed.append((value.owner, operator.attrgetter(value.attr), value.formatter))
         self._format = template.format
         self._printed = tuple(printed)
 
     def fill(self, args: Sequence[Any]) -> str:
-        return self._format(*[text(getattr(args[owner], attr)) for owner, attr, text in self._printed])
+        return self._format(*[text(get(args[owner])) for owner, get, text in self._printed])
 
 
 class _MatchTemplate:
@@ -230,8 +230,10 @@ class Shape:
         self._sent = _Bytes(encoded.instructions, self.values, sampled, split)
         self._reported = self._sent if reported is encoded.instructions else \
             _Bytes(reported, self.values, sampled, split)
-        self._text = _Text(sample.render(), self.values, sampled)
+        self.text = _Text(sample.render(), self.values, sampled)
         self._match = _MatchTemplate(sample.match, self.values, sampled)
+        self._identity = tuple((self.values[i].owner, operator.attrgetter(self.values[i].attr))
+                               for i in self._match.uses)
 
     @property
     def place(self) -> tuple[int, int]:
@@ -246,7 +248,7 @@ class Shape:
         return wired
 
     def render(self, args: Sequence[Any]) -> str:
-        return self._text.fill(args)
+        return self.text.fill(args)
 
     def encode(self, args: Sequence[Any]) -> Encoded:
         wired = self.wired(args)
@@ -262,8 +264,7 @@ class Shape:
     def identity(self, args: Sequence[Any]) -> tuple[Any, ...]:
         """What tells this shape's flows apart: the values in their match (each has its own place
         in it, so equal identities are equal matches and different ones different matches)."""
-        values = self.values
-        return tuple(getattr(args[values[i].owner], values[i].attr) for i in self._match.uses)
+        return tuple([get(args[owner]) for owner, get in self._identity])
 
 
 _set = object.__setattr__
@@ -319,7 +320,7 @@ class ShapedFlow(Flow):
         return (self._shape.head[0], self._shape.head[1], self.match)
 
     def render(self) -> str:
-        return self._shape.render(self._args)
+        return self._shape.text.fill(self._args)
 
     @property
     def shape(self) -> Shape:
