@@ -61,6 +61,7 @@ REMOTE_MAC = Value(1, "mac", BY_NAME["dl_dst"], (0xFA163E5A69C3, 0xFA163E0B1C2D,
 REMOTE_IP = Value(1, "ip", BY_NAME["arp_tpa"], (0xC63364C9, 0xCB007107, 0x0AFA0063))
 TUNNEL_OFPORT = Value(1, "ofport", BY_NAME["in_port"], (60013, 4242, 51))
 PER_REMOTE_PORT = (LOCAL_VLAN, SEGMENTATION_ID, REMOTE_MAC, REMOTE_IP, TUNNEL_OFPORT)
+SHAPE_FROM = 16  # remote ports from which tables 20 and 21 are made by shape
 
 UNICAST = ("00:00:00:00:00:00", "01:00:00:00:00:00")
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -180,14 +181,16 @@ def build(model: BridgeModel) -> tuple[Flow, ...]:
         flood = install_flood_to_tun(model, network)
         if flood is not None:
             flows.append(flood)
-    # Most of a large br-tun: made by shape (flows.template), equal to what the builders make.
-    unicast = Shape(install_unicast_to_tun, model, PER_REMOTE_PORT)
-    arp = Shape(install_arp_responder, model, PER_REMOTE_PORT) if model.options.arp_responder else None
+    # Most of a large br-tun: made by shape (flows.template), equal to what the builders make; a
+    # few are made directly (a shape costs about as much to make as SHAPE_FROM flows).
+    shaped = len(model.remote_ports) >= SHAPE_FROM
+    unicast = Shape(install_unicast_to_tun, model, PER_REMOTE_PORT) if shaped else None
+    arp = Shape(install_arp_responder, model, PER_REMOTE_PORT) if shaped else None
     for port in model.remote_ports:
         network = networks[port.network]
-        flows.append(unicast.flow(network, port))
-        if arp is not None:
-            flows.append(arp.flow(network, port))
+        flows.append(unicast.flow(network, port) if unicast else install_unicast_to_tun(model, network, port))
+        if model.options.arp_responder:
+            flows.append(arp.flow(network, port) if arp else install_arp_responder(model, network, port))
     _check_unique(flows)
     return tuple(flows)
 

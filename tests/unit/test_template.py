@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import bigconfig
-from flows import fields, wire
+from flows import fields, pipeline, wire
 from flows.flow import Flow, render_flows
 from flows.model import BridgeModel, LocalNetwork, RemotePort, build_bridge
 from flows.pipeline import (
@@ -63,6 +63,12 @@ def test_a_shaped_flow_is_its_builders_flow_for_any_values(tmp_path: Path, build
 CONFIG_NAMES = sorted(path.stem for path in CONFIGS.glob("*.yaml"))
 
 
+@pytest.fixture(autouse=True)
+def _always_shaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped configs have a few remote ports each: shape them anyway."""
+    monkeypatch.setattr(pipeline, "SHAPE_FROM", 1)
+
+
 def test_every_shipped_config_has_shaped_flows() -> None:
     assert len(CONFIG_NAMES) >= 6
     for name in ("example", "mixed", "ipv6_underlay"):
@@ -112,3 +118,15 @@ def test_a_sample_that_is_no_value_of_the_flow_is_built_by_the_builder(tmp_path:
     made = shape.flow(network, port)
     assert not isinstance(made, ShapedFlow)
     _same(made, install_unicast_to_tun(model, network, port))
+
+
+def test_a_small_br_tun_is_made_without_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below SHAPE_FROM remote ports making the shapes would cost more than it saves: the same flows."""
+    cfg = config("mixed")
+    host = cfg.hosts[0].name
+    shaped = build(build_bridge(cfg, host))
+    monkeypatch.setattr(pipeline, "SHAPE_FROM", 10_000)
+    direct = build(build_bridge(cfg, host))
+    assert not any(isinstance(flow, ShapedFlow) for flow in direct)
+    assert any(isinstance(flow, ShapedFlow) for flow in shaped)
+    assert list(shaped) == list(direct)
