@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from controller.endpoints import Listen, Tls, default_listen
@@ -29,6 +29,8 @@ COMMAND_MODULES = {
     "trace": "controller.trace", "replay": "controller.replay",
     "demo": "mininet_topos.cli", "testbed": "mininet_topos.cli",
 }
+
+OWN_COMMANDS = ("check", "render", "run")  # defined here
 
 DESCRIPTION = """\
 brtun reimplements OpenStack Neutron's tunnel bridge (br-tun) as an os-ken
@@ -208,7 +210,12 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log every flow change")
     run.set_defaults(func=cmd_run)
 
-    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else dict.fromkeys(COMMAND_MODULES.values())
+    if command in COMMAND_MODULES:
+        modules: Iterable[str] = [COMMAND_MODULES[command]]
+    elif command in OWN_COMMANDS:
+        modules = []  # check, render and run start without the other commands' modules (~50 ms)
+    else:
+        modules = dict.fromkeys(COMMAND_MODULES.values())
     for name in modules:
         importlib.import_module(name).add_commands(commands)
     return top
