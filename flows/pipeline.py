@@ -212,18 +212,16 @@ def _check_unique(flows: list[Flow]) -> None:
         if places[shape.place] > 1:
             keyed += members
             continue
-        seen_shaped: dict[object, Flow] = {}
-        for flow in members:
-            identity = flow.identity
-            if identity in seen_shaped:
-                _twice(seen_shaped[identity], flow)
-            seen_shaped[identity] = flow
+        identities = [flow.identity for flow in members]
+        if len(set(identities)) != len(identities):
+            _check_keys(members)
+    _check_keys(keyed)
+
+
+def _check_keys(flows: list[Flow]) -> None:
     seen: dict[object, Flow] = {}
-    for flow in keyed:
+    for flow in flows:
         if flow.key in seen:
-            _twice(seen[flow.key], flow)
+            raise tables.TableViolation(
+                f"two flows with one identity:\n{seen[flow.key].render()}\n{flow.render()}")
         seen[flow.key] = flow
-
-
-def _twice(first: Flow, second: Flow) -> None:
-    raise tables.TableViolation(f"two flows with one identity:\n{first.render()}\n{second.render()}")

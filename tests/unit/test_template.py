@@ -20,6 +20,7 @@ from flows.pipeline import (
     install_arp_responder,
     install_unicast_to_tun,
 )
+from flows.tables import TableViolation
 from flows.template import Shape, ShapedFlow, Value
 from tests.conftest import CONFIGS
 from tests.unit.helpers import config
@@ -130,3 +131,17 @@ def test_a_small_br_tun_is_made_without_shapes(monkeypatch: pytest.MonkeyPatch) 
     assert not any(isinstance(flow, ShapedFlow) for flow in direct)
     assert any(isinstance(flow, ShapedFlow) for flow in shaped)
     assert list(shaped) == list(direct)
+
+
+@pytest.mark.parametrize("shape_from", [1, 10_000])
+def test_two_flows_with_one_identity_are_refused_shaped_or_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               shape_from: int) -> None:
+    """The pipeline's own check: a remote port given twice (one network, one MAC) would make two
+    table-20 flows with one (table, priority, match); by shape it is caught by its match values."""
+    monkeypatch.setattr(pipeline, "SHAPE_FROM", shape_from)
+    model = _model(tmp_path)
+    build(model)  # the model as it is: no repeat
+    again = dataclasses.replace(model.remote_ports[3], ip=model.remote_ports[3].ip + 1)
+    doubled = dataclasses.replace(model, remote_ports=(*model.remote_ports, again))
+    with pytest.raises(TableViolation, match="two flows with one identity"):
+        build(doubled)
