@@ -300,8 +300,7 @@ def c_hex(value: int) -> str:
 
 
 def mac_text(value: int) -> str:
-    digits = f"{value & 0xFFFFFFFFFFFF:012x}"
-    return f"{digits[0:2]}:{digits[2:4]}:{digits[4:6]}:{digits[6:8]}:{digits[8:10]}:{digits[10:12]}"
+    return (value & 0xFFFFFFFFFFFF).to_bytes(6, "big").hex(":")
 
 
 _MAC = re.compile(r"[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}")
