@@ -156,7 +156,7 @@ class SwitchSession:
         size = 0
         for change in changes:
             xid = self._next_xid()
-            message = wire.bundle_flow_mod(change.flow, change.command, xid, bundle, flags)
+            message = wire.bundle_add(wire.flow_mod(change.flow, change.command, xid), bundle, flags)
             self._in_flight[xid] = change
             tracked.append(xid)
             pending.append(message)

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flows import naming
+from flows import fields, naming
 from flows.yamlsource import HugeNumber, Source
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -25,8 +25,6 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # Neutron's 36-ch
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 MAC_PATTERN = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
-_OCTET = r"(0|[1-9][0-9]{0,2})"
-IPV4_PATTERN = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
 
 @dataclass(frozen=True)
@@ -246,7 +244,7 @@ class Checker:
         if not isinstance(value, str):
             self._wrong_text(path, value, f"an IP address ({what})")
             return None
-        quad = _plain_ipv4(value)
+        quad = fields.ipv4_quad(value)
         if quad is not None:  # the common case, without ipaddress's parser and properties (50k ports: 0.6 s)
             if not _unicast_quad(quad):
                 self.error(path, f"{value} is not a unicast address")
@@ -277,7 +275,7 @@ class Checker:
 
     def tenant_ip(self, path: str, value: object) -> str | None:
         if isinstance(value, str):
-            quad = _plain_ipv4(value)
+            quad = fields.ipv4_quad(value)
             if quad is not None and _unicast_quad(quad):
                 # Already ipaddress's spelling (no leading zeros): kept as given, with no address
                 # object made and printed again (a config can hold a hundred thousand).
@@ -308,14 +306,4 @@ def _unicast_quad(quad: int) -> bool:
 
 def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
-def _plain_ipv4(text: str) -> int | None:
-    """A dotted quad as ipaddress would accept it (no leading zeros), as its number; else None
-    (ipaddress then decides)."""
-    match = IPV4_PATTERN.fullmatch(text)
-    if match is None:
-        return None
-    a, b, c, d = map(int, match.groups())
-    if a > 255 or b > 255 or c > 255 or d > 255:
-        return None
-    return a << 24 | b << 16 | c << 8 | d
 

@@ -323,13 +323,19 @@ def ipv4_text(value: int) -> str:
     return f"{value >> 24}.{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
 
 
-def ipv4_value(text: str) -> int:
-    """Dotted decimal, as the ipaddress module reads it (no leading zeros), without its cost
-    (a config can hold a hundred thousand addresses)."""
+def ipv4_quad(text: str) -> int | None:
+    """A dotted quad as the ipaddress module spells it (no leading zeros), as its number; None for
+    any other text (ipaddress then decides), without ipaddress's cost: a config can hold a hundred
+    thousand addresses."""
     if _IPV4.fullmatch(text) is None:
-        return int(ipaddress.IPv4Address(text))  # raises its own clear error
+        return None
     a, b, c, d = text.split(".")
     return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+
+
+def ipv4_value(text: str) -> int:
+    quad = ipv4_quad(text)
+    return int(ipaddress.IPv4Address(text)) if quad is None else quad  # ipaddress raises its own clear error
 
 
 def format_port(port: int) -> str:

@@ -72,7 +72,7 @@ class _NoShape(Exception):
     """The sample flow does not reduce to a template (the shape builds through the builder)."""
 
 
-def split_positions(values: Sequence[Value]) -> dict[int, int]:
+def _split_positions(values: Sequence[Value]) -> dict[int, int]:
     """Where in a shape's wired list each 6-byte value's two parts follow the values (struct has no
     48-bit code: a MAC is packed as its high 16 and low 32 bits)."""
     sixes = [index for index, value in enumerate(values) if value.size == 6]
@@ -223,14 +223,14 @@ class Shape:
                      sample.hard_timeout)
         encoded = sample.encoded
         reported = encoded.key[6]
-        split = split_positions(self.values)
+        split = _split_positions(self.values)
         self._split = tuple(split)
         self._getters = tuple((value.owner, operator.attrgetter(value.attr), value.present) for value in self.values)
         self._match_bytes = _Bytes(encoded.match, self.values, sampled, split)
         self._sent = _Bytes(encoded.instructions, self.values, sampled, split)
         self._reported = self._sent if reported is encoded.instructions else \
             _Bytes(reported, self.values, sampled, split)
-        self.text = _Text(sample.render(), self.values, sampled)
+        self._text = _Text(sample.render(), self.values, sampled)
         self._match = _MatchTemplate(sample.match, self.values, sampled)
         self._identity = tuple((self.values[i].owner, operator.attrgetter(self.values[i].attr))
                                for i in self._match.uses)
@@ -248,7 +248,7 @@ class Shape:
         return wired
 
     def render(self, args: Sequence[Any]) -> str:
-        return self.text.fill(args)
+        return self._text.fill(args)
 
     def encode(self, args: Sequence[Any]) -> Encoded:
         wired = self.wired(args)
@@ -320,7 +320,7 @@ class ShapedFlow(Flow):
         return (self._shape.head[0], self._shape.head[1], self.match)
 
     def render(self) -> str:
-        return self._shape.text.fill(self._args)
+        return self._shape.render(self._args)
 
     @property
     def shape(self) -> Shape:

@@ -27,8 +27,7 @@ from flows.flow import Flow, Match, MatchField, StatsKey
 
 _COMMANDS = {"add": ofp.OFPFC_ADD, "modify": ofp.OFPFC_MODIFY_STRICT, "delete": ofp.OFPFC_DELETE_STRICT}
 _ALL_ONES = 0xFFFFFFFFFFFFFFFF
-_FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")  # ofp_flow_mod after the header
-_HEAD_AND_FLOW_MOD = struct.Struct("!BBHI" + _FLOW_MOD.format.lstrip("!"))  # ofp_header + the above
+_FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIH2x")  # ofp_header, then ofp_flow_mod up to its match
 _PADDING = [bytes(count) for count in range(8)]
 _BUNDLE_ADD = struct.Struct("!BBHIIII2xH")  # header, experimenter, exp_type, bundle_id, pad, flags
 _STATS = struct.Struct("!HBxIIHHHH4xQQQ")  # ofp_flow_stats up to its match
@@ -45,8 +44,8 @@ def flow_mod(flow: Flow, command: str, xid: int) -> bytes:
     match = encoded.match
     instructions = b"" if command == "delete" else encoded.instructions
     padding = _PADDING[-len(match) % 8]
-    length = _HEAD_AND_FLOW_MOD.size + len(match) + len(padding) + len(instructions)
-    head = _HEAD_AND_FLOW_MOD.pack(
+    length = _FLOW_MOD.size + len(match) + len(padding) + len(instructions)
+    head = _FLOW_MOD.pack(
         ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, length, xid,
         flow.cookie, 0 if command == "add" else _ALL_ONES, flow.table, _COMMANDS[command], flow.idle_timeout,
         flow.hard_timeout, flow.priority, ofp.OFP_NO_BUFFER, fields.OFPP_ANY, ofp.OFPG_ANY, 0)
@@ -56,19 +55,9 @@ def flow_mod(flow: Flow, command: str, xid: int) -> bytes:
 def bundle_add(message: bytes, bundle_id: int, flags: int) -> bytes:
     """ONF bundle extension (OpenFlow 1.3): `message`, whose xid the wrapper shares, into a bundle."""
     xid = struct.unpack_from("!I", message, 4)[0]
-    return _bundle_head(len(message), xid, bundle_id, flags) + message
-
-
-def bundle_flow_mod(flow: Flow, command: str, xid: int, bundle_id: int, flags: int) -> bytes:
-    """`bundle_add(flow_mod(flow, command, xid), bundle_id, flags)`, without reading the xid back
-    (a cold start sends one per desired flow)."""
-    message = flow_mod(flow, command, xid)
-    return _bundle_head(len(message), xid, bundle_id, flags) + message
-
-
-def _bundle_head(length: int, xid: int, bundle_id: int, flags: int) -> bytes:
-    return _BUNDLE_ADD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, 24 + length, xid, ofp.ONF_EXPERIMENTER_ID,
+    head = _BUNDLE_ADD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, 24 + len(message), xid, ofp.ONF_EXPERIMENTER_ID,
                             ofp.ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags)
+    return head + message
 
 
 # ----- flow-stats bytes -> keys and Flows ------------------------------------------

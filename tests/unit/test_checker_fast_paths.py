@@ -7,7 +7,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.checker import Checker, _plain_ipv4
+from flows.checker import Checker
+from flows.fields import ipv4_quad
 from flows.yamlsource import Source
 
 octets = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "007", "", "1a", "-1"]))
@@ -33,8 +34,8 @@ def test_a_port_address_is_judged_as_ipaddress_judges_it(text: str) -> None:
     valid, canonical = _general(text)
     assert (got is not None) == valid, text
     assert got == canonical
-    if _plain_ipv4(text) is not None:
-        assert _plain_ipv4(text) == int(ipaddress.IPv4Address(text))
+    if ipv4_quad(text) is not None:
+        assert ipv4_quad(text) == int(ipaddress.IPv4Address(text))
 
 
 @settings(max_examples=300, deadline=None)

@@ -91,7 +91,6 @@ def test_a_bundle_add_is_byte_identical_to_os_ken() -> None:
         message.set_xid(xid)
         message.serialize()
         assert wire.bundle_add(wire.flow_mod(flow, "add", xid), 3, flags) == bytes(message.buf)
-        assert wire.bundle_flow_mod(flow, "add", xid, 3, flags) == bytes(message.buf)
 
 
 @pytest.mark.parametrize("as_reported", [False, True], ids=["os-ken headers", "Open vSwitch's NXM headers"])
